@@ -1,0 +1,506 @@
+"""MultiBox: class-agnostic box proposals from one Inception network (METHOD §4).
+
+Shape letters: B images, K priors, M ground-truth boxes of one image, R proposals.
+Coordinates: boxes inside the network are xyxy *normalised* to the image (0..1 on each axis);
+:class:`MultiBoxProposer` returns xyxy in original-image pixels.
+
+Data flow: image uint8 H×W×3 → resized anisotropically to ``input_size``² (as MB-code resizes to
+224²) → :func:`nets.inception.normalize` → the Inception trunk's 5b map (``nets.inception``, the
+same implementation as the region classifiers) → 1×1 conv → a head → per prior 4 offsets + 1
+objectness logit. Head ``"fc"`` is MB1's (one FC output slot per prior); the default ``"prior"``
+shares one small MLP across priors, each reading the map under its own prior box (see
+:class:`MultiBoxNet`): on this CPU budget the FC head did not learn beyond its priors.
+
+* Priors: k-means with distance 1 − IoU on the normalised training boxes (:func:`kmeans_priors`).
+* Offsets: centre/size encoding against the prior, ``(dx, dy, dw, dh) = (10·Δcx/pw, 10·Δcy/ph,
+  5·log(w/pw), 5·log(h/ph))`` (the weights make the targets of a typical match about unit size).
+* Matching (:func:`match_priors`): each ground-truth box to its best prior (MultiBox) plus every
+  prior with IoU ≥ ``match_iou`` to its best box (SSD's addition; 1.01 disables it).
+* Loss (:func:`multibox_loss`): ``α · Σ_matched smooth-L1(offsets) / P + Σ_all BCE(logits) / P``
+  with P the number of matched priors in the batch (MB1's F = α·F_match + F_conf, normalised per
+  match as SSD does).
+* Inference: decode, clip to the image, NMS, the top 200 (GLN added 200 MultiBox proposals).
+
+α, K and the NMS threshold are open in the sources (METHOD §4.2–4.3). Chosen by quick sweeps
+(numbers and commands in ``configs/multibox.yaml``): α = 1 (0.3 and 3 within noise), K = 400 (recall
+at IoU 0.7 of the top 200: 0.38 / 0.48 / 0.63 for K = 100 / 200 / 400), NMS IoU 0.8 (0.5 … 0.9:
+0.30 / 0.45 / 0.57 / 0.63 / 0.62).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import box_iou, nms, roi_align
+from tqdm import tqdm
+
+from core.config import ConfigError, build_dataclass
+from core.errors import InputError
+from core.image import load_image
+from core.io import atomic_path
+from nets.inception import BasicConv2d, Inception, normalize
+from proposals.base import SOURCE_MULTIBOX, Proposals
+
+log = logging.getLogger(__name__)
+
+BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # offset scaling (dx, dy, dw, dh), see the module docstring
+MAX_LOG_SIZE = math.log(1000.0 / 16)  # clamp for dw, dh before exp, as torchvision's BoxCoder
+
+
+@dataclass(frozen=True)
+class MultiBoxConfig:
+    """The MultiBox network and its inference; saved in every checkpoint."""
+
+    width: float = 0.25  # Inception width multiplier of the trunk (1.0 = GoogLeNet)
+    input_size: int = 128  # images are resized to input_size × input_size
+    num_priors: int = 400  # K, priors (k-means clusters) = output slots (swept 100/200/400)
+    head: Literal["fc", "prior"] = "prior"  # see MultiBoxNet: MB1's FC slots or a shared per-prior MLP
+    head_channels: int = 64  # 1×1 conv on the 5b map before the head
+    head_grid: int = 2  # fc: the map pooled to grid²; prior: RoI grid² per prior
+    hidden: int = 256  # hidden FC width (MB-code: 1536 at full size)
+    dropout: float = 0.2  # before the output layer, training only
+    alpha: float = 1.0  # weight of the localisation loss (swept 0.3/1/3)
+    loc_loss: Literal["smooth_l1", "l2"] = "smooth_l1"  # l2 is MB1's ½‖l − g‖²
+    match_iou: float = 0.5  # besides its best GT match, a prior with IoU ≥ this is positive
+    nms_iou: float = 0.8  # NMS threshold at inference (swept 0.5..0.9, configs/multibox.yaml)
+    top_k: int = 200  # proposals kept after NMS (GLN: 200)
+    prior_seed: int = 0  # k-means initialisation seed
+    kmeans_iters: int = 100  # k-means iteration cap
+
+
+@dataclass(frozen=True)
+class MultiBoxTrainConfig:
+    """Optimisation of :class:`MultiBoxNet` (used by tools/train_multibox.py)."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 0.003  # AdamW peak, cosine decay per epoch (1e-3 learned too slowly in 20 epochs)
+    weight_decay: float = 0.0001
+    flip: bool = True  # random horizontal flips
+    seed: int = 0  # network init, batch order and flips
+    max_images: int = 0  # 0 = the whole train split (a cap helps quick sweeps)
+    val_images: int = 0  # 0 = the whole val split for the per-epoch recall
+
+
+# ---------------------------------------------------------------- priors, coding, matching
+
+def kmeans_priors(boxes: Tensor, k: int, seed: int = 0, iters: int = 100) -> Tensor:
+    """k-means on boxes with distance ``1 − IoU``; the cluster means are the priors.
+
+    Args:
+        boxes: ``[N, 4]`` xyxy normalised training boxes (position matters: priors are not
+            translation invariant).
+        k: number of clusters; ``N ≥ k`` is required.
+        seed: k-means++ initialisation seed (same boxes + seed → same priors, same order).
+        iters: iteration cap; stops earlier when no assignment changes.
+
+    Returns:
+        ``[k, 4]`` float32 xyxy normalised priors.
+    """
+    boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    if len(boxes) < k:
+        raise ValueError(f"k-means needs at least k={k} training boxes, got {len(boxes)}")
+    centres = _kmeanspp_init(boxes, k, torch.Generator().manual_seed(seed))
+    assign = torch.full((len(boxes),), -1, dtype=torch.int64)
+    for _ in range(iters):
+        iou = box_iou(boxes, centres)
+        new_assign = iou.argmax(dim=1)
+        if torch.equal(new_assign, assign):
+            break
+        assign = new_assign
+        centres = _update_centres(boxes, assign, centres, 1 - iou.gather(1, assign[:, None])[:, 0])
+    return centres
+
+
+def _kmeanspp_init(boxes: Tensor, k: int, gen: torch.Generator) -> Tensor:
+    """k-means++ seeding with the IoU distance (each new centre drawn ∝ distance²)."""
+    chosen = [int(torch.randint(len(boxes), (1,), generator=gen))]
+    dist = 1 - box_iou(boxes, boxes[chosen[-1]][None])[:, 0]
+    for _ in range(1, k):
+        weights = dist.clamp(min=0) ** 2
+        if float(weights.sum()) <= 0:  # every box coincides with a centre: take unused ones in order
+            unused = [i for i in range(len(boxes)) if i not in set(chosen)]
+            chosen.append(unused[0])
+        else:
+            chosen.append(int(torch.multinomial(weights, 1, generator=gen)))
+        dist = torch.minimum(dist, 1 - box_iou(boxes, boxes[chosen[-1]][None])[:, 0])
+    return boxes[chosen].clone()
+
+
+def _update_centres(boxes: Tensor, assign: Tensor, centres: Tensor, dist: Tensor) -> Tensor:
+    """Mean box of each cluster; an empty cluster takes the box farthest from its centre."""
+    k = len(centres)
+    sums = torch.zeros_like(centres).index_add_(0, assign, boxes)
+    counts = torch.bincount(assign, minlength=k).to(torch.float32)
+    new = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centres)
+    dist = dist.clone()
+    for j in torch.nonzero(counts == 0)[:, 0].tolist():
+        far = int(dist.argmax())  # first index among ties: deterministic
+        new[j] = boxes[far]
+        dist[far] = -1
+    return new
+
+
+def encode(boxes: Tensor, priors: Tensor) -> Tensor:
+    """xyxy boxes ``[..., 4]`` → offsets ``[..., 4]`` against priors of the same shape."""
+    pw, ph = priors[..., 2] - priors[..., 0], priors[..., 3] - priors[..., 1]
+    gw = (boxes[..., 2] - boxes[..., 0]).clamp(min=1e-6)
+    gh = (boxes[..., 3] - boxes[..., 1]).clamp(min=1e-6)
+    dx = ((boxes[..., 0] + boxes[..., 2]) - (priors[..., 0] + priors[..., 2])) / 2 / pw
+    dy = ((boxes[..., 1] + boxes[..., 3]) - (priors[..., 1] + priors[..., 3])) / 2 / ph
+    wx, wy, ww, wh = BOX_WEIGHTS
+    return torch.stack([wx * dx, wy * dy, ww * torch.log(gw / pw), wh * torch.log(gh / ph)], -1)
+
+
+def decode(offsets: Tensor, priors: Tensor) -> Tensor:
+    """Offsets ``[..., K, 4]`` + priors ``[K, 4]`` → xyxy boxes ``[..., K, 4]`` (inverse of :func:`encode`)."""
+    wx, wy, ww, wh = BOX_WEIGHTS
+    pw, ph = priors[..., 2] - priors[..., 0], priors[..., 3] - priors[..., 1]
+    cx = (priors[..., 0] + priors[..., 2]) / 2 + offsets[..., 0] / wx * pw
+    cy = (priors[..., 1] + priors[..., 3]) / 2 + offsets[..., 1] / wy * ph
+    w = pw * torch.exp((offsets[..., 2] / ww).clamp(max=MAX_LOG_SIZE))
+    h = ph * torch.exp((offsets[..., 3] / wh).clamp(max=MAX_LOG_SIZE))
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
+
+
+def match_priors(gt: Tensor, priors: Tensor, match_iou: float = 0.5) -> Tensor:
+    """Assign ground-truth boxes to priors.
+
+    Each GT box takes its best prior (ties: the lowest prior index); every other prior whose best
+    IoU with any GT is ≥ ``match_iou`` takes that GT. When two GT boxes share a best prior, the
+    later box keeps it (SSD's rule).
+
+    Args:
+        gt: ``[M, 4]`` xyxy normalised.
+        priors: ``[K, 4]`` xyxy normalised.
+
+    Returns:
+        ``[K]`` int64: the matched GT index per prior, −1 for unmatched.
+    """
+    matched = torch.full((len(priors),), -1, dtype=torch.int64, device=priors.device)
+    if len(gt) == 0:
+        return matched
+    iou = box_iou(gt, priors)  # [M, K]
+    best_iou, best_gt = iou.max(dim=0)
+    matched = torch.where(best_iou >= match_iou, best_gt, matched)
+    for j, k in enumerate(iou.argmax(dim=1).tolist()):
+        matched[k] = j
+    return matched
+
+
+# ---------------------------------------------------------------- network and loss
+
+class MultiBoxNet(nn.Module):
+    """Inception trunk → 1×1 conv → a head → ``(offsets [B, K, 4], logits [B, K])``.
+
+    Heads (``head``):
+        ``"fc"``: MB1's design, the map average-pooled to ``head_grid``² → FC ``hidden`` → one
+            output slot per prior (``5·K`` outputs).
+        ``"prior"``: one small MLP shared by all priors; prior k sees ``roi_align`` of the map
+            over its own box (dilated 1.5× for context) at ``head_grid``², the global average of
+            the map, and its own coordinates. Same outputs and loss; it learned far faster on this
+            CPU budget (see configs/multibox.yaml).
+    """
+
+    def __init__(self, priors: Tensor, width: float = 0.25, head: str = "prior", head_channels: int = 64,
+                 head_grid: int = 2, hidden: int = 256, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.num_priors, self.head, self.head_grid = len(priors), head, head_grid
+        self.register_buffer("priors", torch.as_tensor(priors, dtype=torch.float32).reshape(-1, 4).clone())
+        self.trunk = Inception(0, width=width, aux_logits=False)
+        self.reduce = BasicConv2d(self.trunk.feature_channels, head_channels, kernel_size=1)
+        self.dropout = nn.Dropout(dropout)
+        if head == "fc":
+            self.fc = nn.Linear(head_channels * head_grid * head_grid, hidden)
+            self.out = nn.Linear(hidden, self.num_priors * 5)
+        elif head == "prior":
+            self.fc = nn.Linear(head_channels * (head_grid * head_grid + 1) + 4, hidden)
+            self.out = nn.Linear(hidden, 5)
+        else:
+            raise ValueError(f"head must be 'fc' or 'prior', got {head!r}")
+        # Start at the priors with objectness ~1%: the many negatives then cost little at step 0.
+        nn.init.normal_(self.out.weight, std=1e-3)
+        bias = self.out.bias.view(-1, 5) if head == "fc" else self.out.bias.view(1, 5)
+        with torch.no_grad():
+            bias[:, :4] = 0
+            bias[:, 4] = -math.log(99.0)
+
+    def _prior_inputs(self, fmap: Tensor) -> Tensor:
+        """``[B, C, h, w]`` → per-prior inputs ``[B, K, C·g² + C + 4]``."""
+        b, c, h, w = fmap.shape
+        p = self.priors
+        centre, half = (p[:, :2] + p[:, 2:]) / 2, (p[:, 2:] - p[:, :2]) * 0.75  # 1.5× context
+        rois = torch.cat([centre - half, centre + half], 1) * fmap.new_tensor([w, h, w, h])
+        pooled = roi_align(fmap, [rois] * b, self.head_grid, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+        pooled = pooled.view(b, self.num_priors, -1)
+        glob = fmap.mean(dim=(2, 3))[:, None].expand(b, self.num_priors, c)
+        return torch.cat([pooled, glob, p[None].expand(b, -1, -1)], dim=2)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Normalised images ``[B, 3, S, S]`` → offsets ``[B, K, 4]``, objectness logits ``[B, K]``."""
+        fmap = self.reduce(self.trunk.features(x))
+        if self.head == "fc":
+            h = torch.flatten(F.adaptive_avg_pool2d(fmap, self.head_grid), 1)
+        else:
+            h = self._prior_inputs(fmap)
+        out = self.out(self.dropout(F.relu(self.fc(h), inplace=True))).view(len(x), self.num_priors, 5)
+        return out[..., :4], out[..., 4]
+
+
+def build_net(cfg: MultiBoxConfig, priors: Tensor) -> MultiBoxNet:
+    """The network a :class:`MultiBoxConfig` describes, for ``priors [K, 4]`` (xyxy normalised)."""
+    if len(priors) != cfg.num_priors:
+        raise ValueError(f"config says {cfg.num_priors} priors, got {len(priors)}")
+    return MultiBoxNet(priors, width=cfg.width, head=cfg.head, head_channels=cfg.head_channels,
+                       head_grid=cfg.head_grid, hidden=cfg.hidden, dropout=cfg.dropout)
+
+
+def multibox_loss(offsets: Tensor, logits: Tensor, targets: list[Tensor], priors: Tensor,
+                  alpha: float = 1.0, match_iou: float = 0.5,
+                  loc_loss: str = "smooth_l1") -> tuple[Tensor, dict[str, float]]:
+    """``α · loc + conf`` for a batch (see the module docstring).
+
+    Args:
+        offsets: ``[B, K, 4]`` predicted offsets.
+        logits: ``[B, K]`` objectness logits.
+        targets: B tensors ``[M_b, 4]`` of xyxy normalised GT boxes (may be empty).
+        priors: ``[K, 4]`` xyxy normalised.
+        alpha, match_iou, loc_loss: as :class:`MultiBoxConfig`.
+
+    Returns:
+        The scalar loss and its parts ``{"loc", "conf", "matched"}`` as floats.
+    """
+    matched = torch.stack([match_priors(t.to(priors.device), priors, match_iou) for t in targets])
+    positive = matched >= 0  # [B, K]
+    num_pos = max(1, int(positive.sum()))
+    conf = F.binary_cross_entropy_with_logits(logits, positive.to(logits.dtype), reduction="sum")
+    loc = offsets.sum() * 0.0  # keeps the graph when nothing matched
+    if positive.any():
+        b, k = torch.nonzero(positive, as_tuple=True)
+        gt = torch.stack([targets[i][j] for i, j in zip(b.tolist(), matched[b, k].tolist())])
+        target = encode(gt.to(priors.device), priors[k])
+        if loc_loss == "l2":
+            loc = 0.5 * ((offsets[b, k] - target) ** 2).sum()
+        else:
+            loc = F.smooth_l1_loss(offsets[b, k], target, beta=1.0, reduction="sum")
+    total = (alpha * loc + conf) / num_pos
+    return total, {"loc": float(loc.detach()) / num_pos, "conf": float(conf.detach()) / num_pos,
+                   "matched": float(positive.sum())}
+
+
+# ---------------------------------------------------------------- images and training steps
+
+def resize_image(image: np.ndarray, size: int) -> Tensor:
+    """uint8 ``[H, W, 3]`` (or ``[H, W]``) RGB → uint8 ``[3, size, size]``, anisotropic bilinear."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 H×W×3 image, got {image.dtype} {image.shape}")
+    # INTER_AREA when shrinking avoids aliasing on the large→128 px reduction.
+    shrink = image.shape[0] > size or image.shape[1] > size
+    out = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return torch.from_numpy(np.ascontiguousarray(out.reshape(size, size, 3).transpose(2, 0, 1)))
+
+
+def hflip(images: Tensor, targets: list[Tensor], flip: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Mirror the images ``[B, 3, S, S]`` where ``flip [B]`` is True, with their normalised boxes."""
+    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    out = []
+    for t, f in zip(targets, flip.tolist()):
+        out.append(torch.stack([1 - t[:, 2], t[:, 1], 1 - t[:, 0], t[:, 3]], 1) if f and len(t) else t)
+    return images, out
+
+
+def train_step(model: MultiBoxNet, optimizer: torch.optim.Optimizer, images: Tensor,
+               targets: list[Tensor], priors: Tensor, cfg: MultiBoxConfig) -> dict[str, float]:
+    """One optimisation step on uint8 images ``[B, 3, S, S]`` with normalised GT boxes; returns the loss parts."""
+    device = priors.device
+    model.train()
+    offsets, logits = model(normalize(images.to(device)))
+    loss, parts = multibox_loss(offsets, logits, [t.to(device) for t in targets], priors,
+                                cfg.alpha, cfg.match_iou, cfg.loc_loss)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return {"loss": float(loss.detach()), **parts}
+
+
+def load_split(dataset, size: int) -> tuple[Tensor, list[Tensor], list[tuple[int, int]]]:
+    """Every image of a :class:`core.structures.DetectionDataset` resized for training.
+
+    Returns:
+        uint8 images ``[N, 3, size, size]``, N tensors ``[M, 4]`` of xyxy normalised non-crowd GT
+        boxes, and the N original ``(width, height)``.
+    """
+    images, targets, sizes = [], [], []
+    for ann in tqdm(dataset.images, desc="loading images", unit="img", leave=False):
+        pixels = load_image(os.path.join(dataset.image_root, ann.file_name)).pixels
+        h, w = pixels.shape[:2]
+        images.append(resize_image(pixels, size))
+        boxes = ann.boxes[~ann.iscrowd] / np.array([w, h, w, h], np.float32)
+        targets.append(torch.from_numpy(boxes.clip(0, 1).astype(np.float32)).reshape(-1, 4))
+        sizes.append((w, h))
+    stacked = torch.stack(images) if images else torch.zeros((0, 3, size, size), dtype=torch.uint8)
+    return stacked, targets, sizes
+
+
+def train_epoch(model: MultiBoxNet, optimizer: torch.optim.Optimizer, images: Tensor,
+                targets: list[Tensor], priors: Tensor, cfg: MultiBoxConfig,
+                tcfg: MultiBoxTrainConfig, epoch: int) -> dict[str, float]:
+    """One pass over the images in a seeded order (``tcfg.seed`` and ``epoch``: resumable).
+
+    Returns the mean loss parts over the epoch's batches.
+    """
+    gen = torch.Generator().manual_seed(tcfg.seed * 100003 + epoch)
+    order = torch.randperm(len(images), generator=gen)
+    flips = (torch.rand(len(images), generator=gen) < 0.5) & tcfg.flip
+    totals: dict[str, float] = {}
+    steps = 0
+    batches = range(0, len(order), tcfg.batch_size)
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", unit="batch", leave=False)
+    for start in bar:
+        idx = order[start:start + tcfg.batch_size]
+        if len(idx) < 2:  # BatchNorm needs two samples
+            continue
+        x, t = hflip(images[idx], [targets[i] for i in idx.tolist()], flips[idx])
+        parts = train_step(model, optimizer, x, t, priors, cfg)
+        steps += 1
+        for key, value in parts.items():
+            totals[key] = totals.get(key, 0.0) + value
+        bar.set_postfix(loss=f"{parts['loss']:.3f}")
+    return {key: value / max(1, steps) for key, value in totals.items()}
+
+
+# ---------------------------------------------------------------- inference
+
+class MultiBoxProposer:
+    """The MultiBox :class:`proposals.base.Proposer`: image → the top ``cfg.top_k`` boxes after NMS.
+
+    Args:
+        model: a trained :class:`MultiBoxNet` (put in eval mode here).
+        priors: ``[K, 4]`` xyxy normalised priors it was trained with.
+        cfg: its :class:`MultiBoxConfig` (``nms_iou`` and ``top_k`` may be changed for inference).
+        device: where the network runs.
+    """
+
+    def __init__(self, model: MultiBoxNet, priors: Tensor, cfg: MultiBoxConfig, device="cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.priors = torch.as_tensor(priors, dtype=torch.float32).to(self.device)
+        self.cfg = cfg
+
+    def __call__(self, image: np.ndarray) -> Proposals:
+        """uint8 ``[H, W, 3]`` RGB → :class:`Proposals` (xyxy original pixels, ranked by objectness)."""
+        return self.batch([image])[0]
+
+    @torch.no_grad()
+    def scored_boxes(self, images: list[np.ndarray]) -> tuple[Tensor, Tensor]:
+        """Raw network output for images: normalised boxes ``[B, K, 4]`` and objectness ``[B, K]``."""
+        x = torch.stack([resize_image(im, self.cfg.input_size) for im in images])
+        return self._forward(x)
+
+    @torch.no_grad()
+    def _forward(self, resized: Tensor) -> tuple[Tensor, Tensor]:
+        self.model.eval()  # the trainer shares this model and switches it to train mode
+        offsets, logits = self.model(normalize(resized.to(self.device)))
+        return decode(offsets, self.priors).clamp(0, 1), torch.sigmoid(logits)
+
+    def batch(self, images: list[np.ndarray]) -> list[Proposals]:
+        """:meth:`__call__` for several images with one forward pass."""
+        if not images:
+            return []
+        sizes = [(im.shape[1], im.shape[0]) for im in images]
+        return self.propose_resized(torch.stack([resize_image(im, self.cfg.input_size) for im in images]), sizes)
+
+    def propose_resized(self, resized: Tensor, sizes: list[tuple[int, int]]) -> list[Proposals]:
+        """Proposals for images already made ``[B, 3, S, S]`` uint8 by :func:`resize_image`.
+
+        ``sizes`` are the original ``(width, height)``; boxes come back in those pixels.
+        """
+        boxes, scores = self._forward(resized)
+        return [self._select(b, s, w, h) for b, s, (w, h) in zip(boxes, scores, sizes)]
+
+    def _select(self, boxes: Tensor, scores: Tensor, width: int, height: int) -> Proposals:
+        """Normalised ``[K, 4]`` → pixels, drop empty boxes, NMS, top-k."""
+        boxes = boxes * torch.tensor([width, height, width, height], dtype=boxes.dtype, device=boxes.device)
+        keep = ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).nonzero()[:, 0]
+        keep = keep[nms(boxes[keep], scores[keep], self.cfg.nms_iou)][: self.cfg.top_k]
+        out = boxes[keep].cpu().numpy().astype(np.float32)
+        return Proposals(boxes=out, sources=np.full(len(out), SOURCE_MULTIBOX, np.uint8))
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path, model: MultiBoxNet, priors: Tensor, cfg: MultiBoxConfig, epoch: int,
+                    optimizer: torch.optim.Optimizer | None = None, extra: dict | None = None) -> None:
+    """Write ``{"model", "priors", "config", "epoch", "optimizer", ...extra}`` atomically."""
+    state = {"model": model.state_dict(), "priors": priors.detach().cpu(),
+             "config": dataclasses.asdict(cfg), "epoch": int(epoch),
+             "optimizer": optimizer.state_dict() if optimizer is not None else {}}
+    state.update(extra or {})
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def read_checkpoint(path) -> dict:
+    """A MultiBox checkpoint, loaded with ``weights_only=True`` (nothing in the file executes).
+
+    Returns the dict with ``"config"`` turned into a :class:`MultiBoxConfig`.
+
+    Raises:
+        InputError: the file is missing, is not a torch file, would need arbitrary unpickling,
+            or lacks the MultiBox keys; the message names the file.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # any unpickling failure is the same user error: a bad file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"{path}: not a loadable MultiBox checkpoint ({first})") from None
+    need = {"model": dict, "priors": Tensor, "config": dict, "epoch": int}
+    if not isinstance(state, dict) or any(not isinstance(state.get(k), t) for k, t in need.items()):
+        raise InputError(f"{path}: not a MultiBox checkpoint (needs keys {', '.join(need)})")
+    try:
+        state["config"] = build_dataclass(MultiBoxConfig, state["config"], "config")
+    except ConfigError as err:
+        raise InputError(f"{path}: not a MultiBox checkpoint ({err})") from None
+    k = state["config"].num_priors
+    if tuple(state["priors"].shape) != (k, 4):
+        raise InputError(f"{path}: priors have shape {tuple(state['priors'].shape)}, expected ({k}, 4)")
+    return state
+
+
+def load_state(model: nn.Module, state_dict: dict, path) -> None:
+    """``model.load_state_dict`` that names ``path`` and the first mismatch instead of a traceback."""
+    own = model.state_dict()
+    for key, value in own.items():
+        if key not in state_dict:
+            raise InputError(f"{path}: does not fit the network: missing {key}")
+        if tuple(state_dict[key].shape) != tuple(value.shape):
+            raise InputError(f"{path}: does not fit the network: {key} has shape "
+                             f"{tuple(state_dict[key].shape)}, expected {tuple(value.shape)}")
+    extra = [k for k in state_dict if k not in own]
+    if extra:
+        raise InputError(f"{path}: does not fit the network: unexpected {extra[0]}")
+    model.load_state_dict(state_dict)
+
+
+def load_multibox(path, device="cpu") -> MultiBoxProposer:
+    """The proposer stored in a checkpoint written by :func:`save_checkpoint`."""
+    state = read_checkpoint(path)
+    cfg = state["config"]
+    model = build_net(cfg, state["priors"])
+    load_state(model, state["model"], path)
+    return MultiBoxProposer(model, state["priors"], cfg, device)

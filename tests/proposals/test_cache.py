@@ -1,0 +1,99 @@
+import functools
+import os
+
+import numpy as np
+import pytest
+
+from core.structures import DetectionDataset, ImageAnnotations
+from proposals.base import Proposals
+from proposals.build import build_proposer, ProposalsConfig, proposer_key
+from proposals.cache import cache_key, dataset_proposals, image_digest
+from proposals.selective_search import preset
+
+CALLS: list[str] = []
+
+
+class CountingProposer:
+    """One box per image whose size depends on ``size``; records every call."""
+
+    def __init__(self, size: float):
+        self.size = size
+
+    def __call__(self, image):
+        CALLS.append(f"{image.shape}")
+        return Proposals(np.array([[0, 0, self.size, self.size]], np.float32), np.zeros(1, np.uint8))
+
+
+def dataset_of(split) -> DetectionDataset:
+    images = [ImageAnnotations(i + 1, f"{i:03d}.png", 160, 140) for i in range(2)]
+    return DetectionDataset(["thing"], images, image_root=str(split / "images"))
+
+
+def run(split, cache, size=10.0, workers=1):
+    factory = functools.partial(CountingProposer, size)
+    return dataset_proposals(dataset_of(split), factory, cache, {"size": size}, workers)
+
+
+@pytest.fixture(autouse=True)
+def reset_calls():
+    CALLS.clear()
+
+
+def test_cache_hit_and_parameter_change(split, tmp_path):
+    cache = tmp_path / "cache"
+    first = run(split, cache)
+    assert len(CALLS) == 2 and list(first) == [1, 2]
+    again = run(split, cache)
+    assert len(CALLS) == 2  # all from disk
+    np.testing.assert_array_equal(again[1].boxes, first[1].boxes)
+    changed = run(split, cache, size=20.0)
+    assert len(CALLS) == 4  # a parameter change is a new key
+    assert changed[1].boxes[0, 2] == 20.0
+    assert not [f for f in os.listdir(cache) if f.startswith(".tmp")]
+
+
+def test_changed_image_is_recomputed(split, tmp_path, make_scene):
+    import cv2
+    cache = tmp_path / "cache"
+    run(split, cache)
+    cv2.imwrite(str(split / "images" / "001.png"), make_scene(seed=9)[:, :, ::-1])
+    run(split, cache)
+    assert len(CALLS) == 3  # only the changed image
+
+
+def test_resume_computes_only_missing(split, tmp_path):
+    cache = tmp_path / "cache"
+    run(split, cache)
+    entries = sorted(cache.iterdir())
+    entries[0].unlink()  # as if interrupted before this image
+    run(split, cache)
+    assert len(CALLS) == 3
+
+
+def test_corrupt_entry_is_recomputed(split, tmp_path):
+    cache = tmp_path / "cache"
+    run(split, cache)
+    for entry in cache.iterdir():
+        entry.write_bytes(b"not npz")
+    out = run(split, cache)
+    assert len(CALLS) == 4 and len(out[2]) == 1
+
+
+def test_key_depends_on_image_and_params(split):
+    digest = image_digest(split / "images" / "000.png")
+    assert cache_key(digest, {"a": 1}) != cache_key(digest, {"a": 2})
+    assert cache_key(digest, {"a": 1}) != cache_key(image_digest(split / "images" / "001.png"), {"a": 1})
+    cfg = ProposalsConfig()
+    small = ProposalsConfig(ss=preset("ss", min_box_size=10))
+    assert proposer_key("ss", cfg) != proposer_key("ss", small)
+    assert proposer_key("ss2x", cfg) == proposer_key("ss2x", small)  # ss2x does not read cfg.ss
+
+
+def test_spawned_workers_match_in_process(split, tmp_path):
+    cfg = ProposalsConfig(ss2x=preset("ss2x", max_side=100))
+    factory = functools.partial(build_proposer, "ss2x", cfg)
+    key = proposer_key("ss2x", cfg)
+    pooled = dataset_proposals(dataset_of(split), factory, tmp_path / "a", key, workers=2)
+    inline = dataset_proposals(dataset_of(split), factory, tmp_path / "b", key, workers=1)
+    for image_id in (1, 2):
+        np.testing.assert_array_equal(pooled[image_id].boxes, inline[image_id].boxes)

@@ -1,0 +1,65 @@
+"""The command lines, called in-process through their ``main(argv)``."""
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import core.cli
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_propose_json_contract(split, tmp_path):
+    image = str(split / "images" / "000.png")
+    out = tmp_path / "p.json"
+    assert load_tool("propose").main([image, "--method", "ss2x", "--json", str(out)]) == 0
+    records = json.loads(out.read_text())
+    assert len(records) == 1 and set(records[0]) == {"image", "boxes", "seconds"}
+    assert records[0]["image"] == image and isinstance(records[0]["seconds"], float)
+    boxes = np.array(records[0]["boxes"])
+    assert boxes.shape[1] == 4 and (boxes[:, 2] <= 160).all() and (boxes[:, 3] <= 140).all()
+
+
+def test_propose_overrides_and_errors(split, tmp_path, capsys):
+    image = str(split / "images" / "000.png")
+    out = tmp_path / "p.json"
+    tool = load_tool("propose")
+    tool.main([image, "--method", "ss", "--json", str(out), "--set", "ss.min_box_size=60"])
+    boxes = np.array(json.loads(out.read_text())[0]["boxes"])
+    assert ((boxes[:, 2:] - boxes[:, :2]) >= 60).all()
+    assert core.cli.run(tool.main, [image, "--set", "ss.color_spaces=[xyz]", "--method", "ss"]) == 2
+    assert core.cli.run(tool.main, [image, "--method", "merged", "--multibox-weights", "no.pt"]) == 2
+    assert "no.pt: MultiBox weights not found" in capsys.readouterr().err
+
+
+def test_visualize_single_and_contact_sheet(split, tmp_path):
+    tool = load_tool("visualize_proposals")
+    one, sheet = tmp_path / "one.png", tmp_path / "sheet.png"
+    image = str(split / "images" / "000.png")
+    assert tool.main([image, "--method", "ss2x", "--top", "20", "--gt", str(split / "annotations.json"),
+                      "--out", str(one)]) == 0
+    assert tool.main(["--dataset", str(split.parent), "--split", "val", "--method", "ss2x",
+                      "--out", str(sheet)]) == 0
+    assert one.stat().st_size > 0 and sheet.stat().st_size > 0
+
+
+def test_benchmark_table_and_json(split, tmp_path, capsys):
+    from proposals.benchmark import main
+    out = tmp_path / "b.json"
+    assert main(["--data", str(split), "--methods", "ss,ss2x,merged", "--json", str(out),
+                 "--multibox-weights", str(tmp_path / "none.pt")]) == 0
+    table = capsys.readouterr().out
+    assert "ss2x" in table and "opencv_fast" in table and "skipped" in table
+    rows = {r["method"]: r for r in json.loads(out.read_text())["results"]}
+    assert rows["ss"]["coverage"] == pytest.approx(1.0)
+    assert rows["ss2x"]["proposals_per_image"] < rows["ss"]["proposals_per_image"]
+    assert rows["merged"]["coverage"] is None
