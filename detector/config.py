@@ -1,0 +1,108 @@
+"""Configuration of the detector's stages: frozen dataclasses with commented defaults.
+
+``ClassifierConfig`` fixes a region classifier's architecture and preprocessing (it is saved inside
+every checkpoint, so a checkpoint rebuilds its own network). ``SamplerConfig`` and ``TrainConfig``
+drive ``tools/train.py``; ``DetectorConfig`` drives ``detect()``. ``member_variant`` derives the
+six ensemble members' differences from the member index (GLN §7: same topology, different
+sampling and input order).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from nets.inception import IMAGENET_MEAN, IMAGENET_STD
+from proposals.build import ProposalsConfig
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    width: float = 0.25  # Inception width multiplier (1.0 = GoogLeNet; small so it trains on a CPU)
+    input_size: int = 64  # S: regions are warped to S x S (GLN's 224 is far too slow on a CPU)
+    padding: int = 5  # p: context pixels around the box in the warped frame (R-CNN: 16 of 227 = 7%)
+    dropout: float = 0.4  # before the last linear layer (GLN)
+    aux_logits: bool = True  # auxiliary classifiers on 4a and 4d, trained with weight 0.3 (GLN)
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # RGB, 0..1 scale: x = (pixels/255 - mean)/std
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    batch_size: int = 128  # regions per minibatch (R-CNN)
+    fg_fraction: float = 0.25  # 32 of 128 foreground (R-CNN)
+    fg_iou: float = 0.5  # foreground: IoU >= 0.5 with a GT box, labelled with that box's class
+    bg_iou_hi: float = 0.5  # background: bg_iou_lo <= IoU < bg_iou_hi
+    bg_iou_lo: float = 0.0  # R-CNN used 0 (every proposal); Fast R-CNN 0.1 (harder negatives)
+    images_per_batch: int = 8  # each minibatch samples its regions from this many images
+    flip: bool = True  # horizontal flips, probability 0.5 per image
+    jitter: float = 0.0  # crop jitter (see detector.warp.jitter_boxes); members vary it
+    max_proposals: int = 0  # use the top N cached proposals per image (0 = all)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    lr: float = 0.01  # SGD; from scratch (R-CNN fine-tuned at 0.001 from ImageNet weights)
+    momentum: float = 0.9  # GLN, R-CNN
+    weight_decay: float = 0.0005  # R-CNN fine-tuning
+    lr_steps: tuple[int, ...] = (7,)  # epochs after which the rate is multiplied by lr_gamma
+    lr_gamma: float = 0.1  # R-CNN's step policy
+    warmup_iters: int = 50  # linear warm-up from lr/10: SGD from scratch diverges less
+    aux_weight: float = 0.3  # GLN: auxiliary losses added with weight 0.3
+    seed: int = 0  # member I uses seed + 1000 * I
+    val_images: int = 50  # val images for the per-epoch val loss and mAP (0 = all, -1 = skip)
+    val_batches: int = 20  # val minibatches for the val loss (fixed seed, same every epoch)
+    cache_images: bool = True  # keep decoded training images in memory
+    bbox_regression: bool = False  # fit R-CNN's box regressors after the last epoch
+
+
+@dataclass(frozen=True)
+class BBoxRegressionConfig:
+    min_iou: float = 0.6  # proposals with IoU > 0.6 to their best GT train the regressor (R-CNN)
+    ridge_lambda: float = 10.0  # R-CNN chose 1000 on validation for 9216-d pool5; 1-10 fit our 2x2 5b features (tests)
+    max_per_class: int = 2000  # cap on training pairs per class
+    images: int = 0  # training images used (0 = all)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    proposal_method: str = "merged"  # proposals.build.build_proposer: ss, ss2x, multibox, merged (GLN)
+    max_proposals: int = 0  # keep the top N proposals (0 = all)
+    score_threshold: float = 0.05  # drop (box, class) pairs below this probability
+    nms_iou: float = 0.3  # per-class NMS (R-CNN's value in its code)
+    pre_nms_per_class: int = 100  # R-CNN keeps at most 100 boxes per class before NMS
+    top_k: int = 100  # detections per image
+    batch_regions: int = 256  # regions per forward pass (memory: 256 x 3 x S^2 floats)
+    bbox_regression: bool = False  # apply the members' box regressors (if they have one)
+
+
+# The six members differ as GLN's did (§1.4, §7): seed and image order, and the sampling of
+# crops: some see tighter context (smaller relative crops), some wider, some jittered crops.
+_PADDING_SCALE = (1.0, 0.6, 1.4, 1.0, 0.6, 1.4)
+_JITTER = (0.0, 0.0, 0.0, 0.1, 0.1, 0.1)
+
+
+def member_variant(member: int, classifier: ClassifierConfig, sampler: SamplerConfig,
+                   train: TrainConfig) -> tuple[ClassifierConfig, SamplerConfig, TrainConfig]:
+    """The configs of ensemble member ``member`` (0..5, or any index ≥ 0, cycling).
+
+    Member 0 keeps the configured values. Every member gets its own seed (so its own init and
+    image order); padding is scaled by (1, 0.6, 1.4, 1, 0.6, 1.4) and crop jitter is added
+    (0, 0, 0, 0.1, 0.1, 0.1) on top of the configured jitter.
+    """
+    if member < 0:
+        raise ValueError(f"member must be >= 0, got {member}")
+    i = member % len(_PADDING_SCALE)
+    max_pad = (classifier.input_size - 1) // 2
+    padding = min(max_pad, int(round(classifier.padding * _PADDING_SCALE[i])))
+    return (dataclasses.replace(classifier, padding=padding),
+            dataclasses.replace(sampler, jitter=sampler.jitter + _JITTER[i]),
+            dataclasses.replace(train, seed=train.seed + 1000 * member))
+
+
+@dataclass(frozen=True)
+class DetectSchema:
+    """The ``--config/--set`` schema of tools/detect.py and tools/test.py."""
+
+    detector: DetectorConfig = DetectorConfig()
+    proposals: ProposalsConfig = dataclasses.field(default_factory=ProposalsConfig)  # proposals.yaml sections

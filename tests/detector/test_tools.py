@@ -1,0 +1,86 @@
+"""tools/detect.py and tools/train.py end to end on tiny inputs (selective search on 64 px images)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.config import ConfigError
+from core.formats.coco import write_coco
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_detect(*args):
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "detect.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_detect_cli_good_bad_tiny_and_wide_images(kit, tiny_model, tmp_path):
+    _, _, weights = tiny_model
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(kit.easy_image(rng, 2)[0]).save(folder / f"good{i}.png")
+    Image.fromarray(np.full((1, 1, 3), 200, np.uint8)).save(tmp_path / "one.png")
+    wide = np.zeros((60, 4000, 3), np.uint8)
+    wide[5:55, 100:150] = (255, 40, 40)
+    Image.fromarray(wide).save(tmp_path / "wide.jpg")
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out_json = tmp_path / "dets.json"
+    res = run_detect(folder, tmp_path / "one.png", tmp_path / "corrupt.jpg", tmp_path / "missing.png",
+                     tmp_path / "wide.jpg", "--weights", weights, "--proposals", "ss",
+                     "--json", out_json, "--out", tmp_path / "drawn", "--set", "detector.score_threshold=0.3")
+    assert res.returncode == 1, res.stderr
+    errors = res.stderr.strip().splitlines()
+    assert len(errors) == 2 and "Traceback" not in res.stderr
+    assert "corrupt.jpg" in errors[0] and "missing.png" in errors[1] and "no such file" in errors[1]
+    entries = json.loads(out_json.read_text())
+    assert [Path(e["image"]).name for e in entries] == ["good0.png", "good1.png", "one.png", "wide.jpg"]
+    assert entries[2]["width"] == 1 and entries[3]["width"] == 4000 and entries[3]["height"] == 60
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == sum(len(e["detections"]) for e in entries) > 0
+    first = entries[0]["detections"][0]
+    assert set(first) == {"box", "score", "label", "category"} and first["category"] in kit.CLASSES
+    assert lines[0].startswith(f"{entries[0]['image']} {first['category']} {first['score']:.4f} [")
+    assert sorted(os.listdir(tmp_path / "drawn")) == ["good0.png", "good1.png", "one.png", "wide.png"]
+
+
+def test_detect_cli_all_good_exit_0_and_clear_errors(kit, tiny_model, tmp_path):
+    _, _, weights = tiny_model
+    Image.fromarray(kit.easy_image(np.random.default_rng(4), 1)[0]).save(tmp_path / "a.png")
+    assert run_detect(tmp_path / "a.png", "--weights", weights, "--proposals", "ss").returncode == 0
+    (tmp_path / "bad.pt").write_text("not a checkpoint")
+    res = run_detect(tmp_path / "a.png", "--weights", tmp_path / "bad.pt", "--proposals", "ss")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "bad.pt" in res.stderr
+    res = run_detect(tmp_path / "a.png", "--weights", weights)  # merged needs multibox.pt
+    assert res.returncode == 2 and "multibox.pt" in res.stderr
+
+
+def test_train_tool_trains_resumes_and_exports(kit, tmp_path):
+    train = kit.make_split(tmp_path / "train" / "images", 6, seed=10)
+    write_coco(train, tmp_path / "train" / "annotations.json")
+    tool = kit.load_tool("train")
+    args = ["--member", "1", "--out", str(tmp_path / "run"), "--set", f"data.train={tmp_path / 'train'}",
+            "--set", "data.val=", "--set", "data.proposal_method=ss", "--set", "data.workers=0",
+            "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "classifier.width=0.125",
+            "--set", "classifier.input_size=32", "--set", "classifier.padding=2",
+            "--set", "train.epochs=1", "--set", "sampler.batch_size=32"]
+    assert tool.main(args) == 0
+    from detector.checkpoint import load_member, read_checkpoint
+    blob = read_checkpoint(tmp_path / "run" / "member_1.pt")
+    assert blob["epoch"] == 1 and blob["member"] == 1 and blob["classes"] == kit.CLASSES
+    assert blob["config"]["train"]["seed"] == 1000 and blob["config"]["classifier"]["padding"] == 1
+    with pytest.raises(ConfigError, match="another config"):  # run() makes it one line, exit 2
+        tool.main(args + ["--set", "train.lr=0.5", "--resume"])
+    more = args + ["--set", "train.epochs=2", "--resume", "--export", str(tmp_path / "slim.pt")]
+    assert tool.main(more) == 0
+    member = load_member(tmp_path / "slim.pt")
+    assert member.meta["epoch"] == 2 and read_checkpoint(tmp_path / "slim.pt")["optimizer"] is None
+    history = json.loads((tmp_path / "run" / "member_1_history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]

@@ -1,0 +1,137 @@
+"""Detect objects in images with the Inception R-CNN ensemble.
+
+    python tools/detect.py IMAGE_OR_FOLDER [...] [--out DIR] [--json FILE] [--weights PATH]
+        [--proposals ss|ss2x|multibox|merged] [--device cpu] [--config FILE] [--set detector.KEY=VALUE]
+
+--weights is a folder holding member_*.pt (and multibox.pt for MultiBox proposals) or a single
+member checkpoint (multibox.pt is then looked up beside it); without it the bundled model in
+assets/model/ is used. Every detection prints one line on stdout:
+
+    <image> <category> <score, 4 decimals> [x1, y1, x2, y2]   (xyxy, original pixels, 1 decimal)
+
+--json FILE writes a list of {"image", "width", "height", "detections": [{"box", "score", "label",
+"category"}]} (full float precision; images that failed have no entry). --out DIR writes
+DIR/<stem>.png with the boxes drawn. An image that cannot be read or processed gets one stderr
+line naming it and the reason; the others are still processed; the exit code is then 1
+(0 when every image was processed, 2 for bad arguments, weights or config).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from core.cli import run
+from core.config import add_config_args, load_config
+from core.errors import InputError
+from core.image import ImageError, list_images, load_image
+from core.io import atomic_path, write_json
+from core.structures import Detections
+from detector.config import DetectorConfig, DetectSchema
+from detector.pipeline import build_detector_proposer, detect, load_members
+from proposals.build import METHODS
+
+log = logging.getLogger("detect")
+BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "model"
+PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+           (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
+    p.add_argument("--out", help="write DIR/<stem>.png with the detections drawn")
+    p.add_argument("--json", help="write all detections to this JSON file")
+    p.add_argument("--weights", help="member checkpoint or folder of member_*.pt (default: bundled)")
+    p.add_argument("--proposals", choices=METHODS, help="proposal method (default: detector.proposal_method)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    add_config_args(p)
+    return p.parse_args(argv)
+
+
+def resolve_weights(weights: str | None) -> str:
+    """The weights path to use; the bundled folder when none is given (which must exist)."""
+    if weights:
+        return weights
+    if not BUNDLED.is_dir() or not any(BUNDLED.glob("member_*.pt")):
+        raise InputError(f"no bundled model in {BUNDLED} (train one, see tools/train.py, "
+                         "or pass --weights PATH)")
+    return str(BUNDLED)
+
+
+def record(image: str, pixels: np.ndarray, dets: Detections, classes: list[str]) -> dict:
+    """The JSON entry of one image."""
+    return {"image": image, "width": int(pixels.shape[1]), "height": int(pixels.shape[0]),
+            "detections": [{"box": [float(v) for v in box], "score": float(score), "label": int(label),
+                            "category": classes[label]}
+                           for box, score, label in zip(dets.boxes, dets.scores, dets.labels)]}
+
+
+def format_line(image: str, det: dict) -> str:
+    box = ", ".join(f"{v:.1f}" for v in det["box"])
+    return f"{image} {det['category']} {det['score']:.4f} [{box}]"
+
+
+def draw(pixels: np.ndarray, entry: dict, path: str) -> None:
+    """Save the image with boxes, class names and scores drawn, atomically, as PNG."""
+    img = Image.fromarray(pixels)
+    pen = ImageDraw.Draw(img)
+    for det in reversed(entry["detections"]):  # best last, so it is drawn on top
+        colour = PALETTE[det["label"] % len(PALETTE)]
+        x1, y1, x2, y2 = det["box"]
+        pen.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=colour, width=2)
+        pen.text((x1 + 2, y1 + 1), f"{det['category']} {det['score']:.2f}", fill=colour)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+
+
+def process(path: str, proposer, members, cfg: DetectorConfig, out: str | None) -> dict:
+    """Detect in one image; prints its lines and returns its JSON entry."""
+    pixels = load_image(path).pixels
+    with torch.no_grad():
+        dets = detect(pixels, proposer, members, cfg)
+    entry = record(path, pixels, dets, members[0].classes)
+    for det in entry["detections"]:
+        print(format_line(path, det))
+    if out:
+        draw(pixels, entry, os.path.join(out, Path(path).stem + ".png"))
+    return entry
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    schema = load_config(DetectSchema, args.config, args.overrides)
+    cfg = schema.detector
+    if args.proposals:
+        cfg = dataclasses.replace(cfg, proposal_method=args.proposals)
+    paths = list_images(args.images)
+    if not paths:
+        raise InputError(f"{' '.join(args.images)}: no images found")
+    weights = resolve_weights(args.weights)
+    members = load_members(weights, args.device)
+    proposer = build_detector_proposer(cfg, weights, schema.proposals, args.device)
+    entries, failed = [], 0
+    for path in paths:
+        try:
+            entries.append(process(path, proposer, members, cfg, args.out))
+        except ImageError as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed += 1
+        except Exception as err:  # one bad image must not stop the batch; say which and why
+            log.debug("%s failed", path, exc_info=True)
+            print(f"error: {path}: detection failed ({type(err).__name__}: {err})", file=sys.stderr)
+            failed += 1
+    if args.json:
+        write_json(args.json, entries, indent=1)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

@@ -1,0 +1,155 @@
+"""Train one ensemble member (a region classifier) on a COCO-format split.
+
+    python tools/train.py --config configs/detector.yaml --member I [--out runs/detector]
+        [--resume] [--device cpu|cuda] [--set train.epochs=3] [--export assets/model/member_I.pt]
+
+A split folder holds annotations.json (COCO) and images/ (tools/make_synthetic.py writes them).
+Member I differs from the others as GLN's six did (detector.config.member_variant): seed
+(initialisation and image order), context padding and crop jitter. Proposals of the train and
+val splits come from the proposal cache (computed once, shared by all members). Writes
+OUT/member_I.pt after every epoch (atomically), OUT/member_I.yaml (effective config) and
+OUT/member_I_history.json (loss, val loss, val mAP per epoch). --resume continues from
+OUT/member_I.pt (same config required). --export FILE also writes a slim copy (no optimizer
+state, fp16 weights) for assets/model/.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import logging
+import os
+import sys
+
+import torch
+
+from core.cli import run
+from core.config import ConfigError, add_config_args, config_to_dict, load_config, save_config
+from core.errors import InputError
+from core.formats.coco import read_coco
+from core.io import write_json
+from detector.bbox_regression import train_box_regressor
+from detector.checkpoint import read_checkpoint, save_checkpoint
+from detector.classifier import RegionClassifier
+from detector.config import (BBoxRegressionConfig, ClassifierConfig, DetectorConfig, SamplerConfig,
+                             TrainConfig, member_variant)
+from detector.sampler import RegionSampler
+from detector.train import (ImageStore, TrainState, fit, make_optimizer, make_validation, resume,
+                            state_entry)
+from proposals.build import ProposalsConfig, build_proposer, proposer_key
+from proposals.cache import dataset_proposals
+
+log = logging.getLogger("train")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    train: str = "data/train"  # split folder: annotations.json + images/
+    val: str = "data/val"  # split for the per-epoch val loss and mAP ("" to skip)
+    proposal_method: str = "merged"  # ss, ss2x, multibox or merged (GLN: ss2x + 200 MultiBox)
+    multibox_weights: str = ""  # "" = proposals.build's default, assets/model/multibox.pt
+    cache_dir: str = "cache/proposals"  # proposal cache, keyed by image content and parameters
+    workers: int = 2  # processes computing proposals
+    max_images: int = 0  # use only the first N training images (0 = all)
+
+
+@dataclasses.dataclass(frozen=True)
+class Schema:
+    data: DataConfig = DataConfig()
+    proposals: ProposalsConfig = dataclasses.field(default_factory=ProposalsConfig)
+    classifier: ClassifierConfig = ClassifierConfig()
+    sampler: SamplerConfig = SamplerConfig()
+    train: TrainConfig = TrainConfig()
+    bbox_regression: BBoxRegressionConfig = BBoxRegressionConfig()
+    detector: DetectorConfig = DetectorConfig()  # for the per-epoch val mAP
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--member", type=int, required=True, help="ensemble member index (0..5)")
+    p.add_argument("--out", default="runs/detector", help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/member_I.pt")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--export", help="also write a slim fp16 checkpoint here when done")
+    add_config_args(p)
+    return p.parse_args(argv)
+
+
+def read_split(folder: str, limit: int = 0):
+    path = os.path.join(folder, "annotations.json")
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such file (make a split with tools/make_synthetic.py)")
+    dataset = read_coco(path, image_root=os.path.join(folder, "images"))
+    if limit:
+        dataset.images = dataset.images[:limit]
+    return dataset
+
+
+def split_proposals(dataset, cfg: Schema) -> dict:
+    """Cached proposals of a split for the configured method."""
+    mb = cfg.data.multibox_weights or None
+    method = cfg.data.proposal_method
+    factory = functools.partial(build_proposer, method, cfg.proposals, mb)
+    return dataset_proposals(dataset, factory, cfg.data.cache_dir, proposer_key(method, cfg.proposals, mb),
+                             cfg.data.workers)
+
+
+def member_config(schema: Schema, member: int) -> Schema:
+    """The schema with member ``member``'s classifier, sampler and train variants."""
+    classifier, sampler, train = member_variant(member, schema.classifier, schema.sampler, schema.train)
+    return dataclasses.replace(schema, classifier=classifier, sampler=sampler, train=train)
+
+
+def _comparable(config: dict) -> dict:
+    """A config without what may change on resume (more epochs; where and how to validate)."""
+    train = {k: v for k, v in config.get("train", {}).items() if k not in ("epochs", "val_images")}
+    return {**{k: v for k, v in config.items() if k not in ("data", "detector")}, "train": train}
+
+
+def restore(path: str, cfg: Schema, model, optimizer) -> TrainState:
+    """Resume from ``path``; the stored config must equal the current one (epochs may grow)."""
+    blob = read_checkpoint(path)
+    if _comparable(blob["config"]) != _comparable(config_to_dict(cfg)):
+        raise ConfigError(f"{path}: was trained with another config; resume with the same "
+                          "--config/--set, or train into another --out")
+    state = resume(blob, model, optimizer)
+    log.info("resuming %s at epoch %d", path, state.epoch)
+    return state
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = member_config(load_config(Schema, args.config, args.overrides), args.member)
+    torch.manual_seed(cfg.train.seed)
+    train_set = read_split(cfg.data.train, cfg.data.max_images)
+    val_set = read_split(cfg.data.val) if cfg.data.val else None
+    model = RegionClassifier(train_set.classes, cfg.classifier).to(args.device)
+    optimizer = make_optimizer(model, cfg.train)
+    stem = os.path.join(args.out, f"member_{args.member}")
+    state = TrainState()
+    if args.resume and os.path.isfile(stem + ".pt"):
+        state = restore(stem + ".pt", cfg, model, optimizer)
+    save_config(cfg, stem + ".yaml")
+    boxes = {k: p.boxes for k, p in split_proposals(train_set, cfg).items()}
+    sampler = RegionSampler(train_set, boxes, cfg.sampler, seed=cfg.train.seed)
+    val = make_validation(val_set, split_proposals(val_set, cfg), cfg.sampler, cfg.train) if val_set else None
+
+    def save(s: TrainState, regressor=None) -> None:
+        save_checkpoint(stem + ".pt", model, config_to_dict(cfg), args.member, s.epoch,
+                        optimizer.state_dict(), regressor, extra={"train_state": state_entry(s)})
+        write_json(stem + "_history.json", s.history, indent=1)
+
+    fit(model, optimizer, sampler, ImageStore(train_set, cfg.train.cache_images), cfg.train,
+        cfg.sampler.jitter, state, save, val, cfg.detector, args.device)
+    regressor = None
+    if cfg.train.bbox_regression:
+        regressor = train_box_regressor(model, train_set, boxes, cfg.bbox_regression).to_dict()
+        save(state, regressor)
+    if args.export:
+        save_checkpoint(args.export, model, config_to_dict(cfg), args.member, state.epoch,
+                        bbox_regressor=regressor, half=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
