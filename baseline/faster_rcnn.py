@@ -31,7 +31,8 @@ class BaselineConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_iters: int = 100
-    budget_minutes: float = 40.0  # wall-clock training budget on this CPU
+    budget_minutes: float = 40.0  # wall-clock training budget on this CPU (counts across resumes)
+    lr_drop_at: float = 0.8      # the rate drops x0.1 after this fraction of the budget (step policy)
     score_thresh: float = 0.01   # keep low scores: AP needs the tail
     detections_per_img: int = 100
     seed: int = 0
@@ -58,15 +59,25 @@ def _sample(ann: ImageAnnotations, root: str, flip: bool):
     return image, {"boxes": boxes.reshape(-1, 4), "labels": labels}
 
 
+def _learning_rate(cfg: BaselineConfig, it: int, spent: float) -> float:
+    drop = 0.1 if spent >= cfg.lr_drop_at * cfg.budget_minutes * 60 else 1.0
+    return cfg.lr * drop * min(1.0, (it + 1) / cfg.warmup_iters)
+
+
 def train(model, dataset: DetectionDataset, cfg: BaselineConfig, device="cpu", start_iter=0,
-          optimizer=None, on_checkpoint=None) -> int:
-    """Train until the wall-clock budget runs out; returns the iteration count reached."""
+          optimizer=None, on_checkpoint=None, spent: float = 0.0) -> int:
+    """Train until the wall-clock budget runs out; returns the iteration count reached.
+
+    ``spent``: seconds already trained (on resume), so interruptions do not extend the budget;
+    ``on_checkpoint(iteration, optimizer, seconds_spent)`` is called every 200 iterations and at the end.
+    """
     rng = np.random.default_rng(cfg.seed + start_iter)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = optimizer or torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                              weight_decay=cfg.weight_decay)
     model.to(device).train()
-    deadline = time.monotonic() + cfg.budget_minutes * 60
+    start = time.monotonic() - spent
+    deadline = start + cfg.budget_minutes * 60
     it = start_iter
     bar = tqdm(desc="faster-rcnn", unit="it", initial=it)
     while time.monotonic() < deadline:
@@ -75,7 +86,7 @@ def train(model, dataset: DetectionDataset, cfg: BaselineConfig, device="cpu", s
         images = [b[0].to(device) for b in batch]
         targets = [{k: v.to(device) for k, v in b[1].items()} for b in batch]
         for g in optimizer.param_groups:
-            g["lr"] = cfg.lr * min(1.0, (it + 1) / cfg.warmup_iters)
+            g["lr"] = _learning_rate(cfg, it, time.monotonic() - start)
         losses = model(images, targets)
         loss = sum(losses.values())
         optimizer.zero_grad()
@@ -86,10 +97,10 @@ def train(model, dataset: DetectionDataset, cfg: BaselineConfig, device="cpu", s
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if on_checkpoint and it % 200 == 0:
-            on_checkpoint(it, optimizer)
+            on_checkpoint(it, optimizer, time.monotonic() - start)
     bar.close()
     if on_checkpoint:
-        on_checkpoint(it, optimizer)
+        on_checkpoint(it, optimizer, time.monotonic() - start)
     return it
 
 

@@ -15,6 +15,7 @@ def atomic_path(path):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs should be readable like any other file
     try:
         yield tmp
         os.replace(tmp, path)

@@ -36,10 +36,10 @@ def _read_split(folder: str):
     return read_coco(path, image_root=os.path.join(folder, "images"))
 
 
-def _save(path, model, optimizer, it, cfg, classes) -> None:
+def _save(path, model, optimizer, it, seconds, cfg, classes) -> None:
     with atomic_path(path) as tmp:
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": it,
-                    "config": dataclasses.asdict(cfg), "classes": list(classes)}, tmp)
+                    "seconds": seconds, "config": dataclasses.asdict(cfg), "classes": list(classes)}, tmp)
 
 
 def score(model, val, device) -> dict:
@@ -69,17 +69,19 @@ def main(argv=None) -> int:
     save_config(Schema(cfg), os.path.join(args.out, "config.yaml"))
     model = build_model(len(trainset.classes), cfg)
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
-    start, optimizer = 0, None
-    if args.resume or args.eval_only:
+    start, spent, optimizer = 0, 0.0, None
+    if args.eval_only and not os.path.isfile(ckpt_path):
+        raise InputError(f"{ckpt_path}: no such checkpoint to score")
+    if (args.resume and os.path.isfile(ckpt_path)) or args.eval_only:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
-        start = int(state["iteration"])
+        start, spent = int(state["iteration"]), float(state.get("seconds", 0.0))
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                     momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         optimizer.load_state_dict(state["optimizer"])
     if not args.eval_only:
-        train(model, trainset, cfg, args.device, start, optimizer,
-              on_checkpoint=lambda it, opt: _save(ckpt_path, model, opt, it, cfg, trainset.classes))
+        train(model, trainset, cfg, args.device, start, optimizer, spent=spent,
+              on_checkpoint=lambda it, opt, sec: _save(ckpt_path, model, opt, it, sec, cfg, trainset.classes))
     if args.val:
         report = score(model, _read_split(args.val), args.device)
         write_json(os.path.join(args.out, "report.json"), report, indent=2)

@@ -26,6 +26,7 @@ from core.config import add_config_args, load_config, save_config
 from core.errors import InputError
 from core.formats.coco import read_coco
 from core.io import write_json
+from detector.checkpoint import git_commit
 from proposals.multibox import (MultiBoxConfig, MultiBoxProposer, MultiBoxTrainConfig, build_net,
                                 kmeans_priors, load_multibox, load_split, load_state, read_checkpoint,
                                 save_checkpoint, train_epoch)
@@ -180,7 +181,8 @@ def main(argv=None) -> int:
         history.append(row)
         log.info(_fmt(row))
         save_checkpoint(ckpt, model, priors, mcfg, epoch + 1, optimizer,
-                        extra={"train_config": dataclasses.asdict(tcfg), "history": history})
+                        extra={"train_config": dataclasses.asdict(tcfg), "history": history,
+                               "commit": git_commit()})
         write_json(os.path.join(args.out, "history.json"), history, indent=2)
     return 0
 

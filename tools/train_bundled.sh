@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Train the bundled default model (assets/model/) from nothing, on the synthetic benchmark.
+#
+#     bash tools/train_bundled.sh            # every step resumes: re-run it after an interruption
+#
+# Steps: generate the train split (seed 1) and a val split (seed 2, never used for training);
+# train MultiBox (tools/train_multibox.py); train the six region classifiers (tools/train.py,
+# members 0..5, each with its own seed, context padding and crop jitter); export slim fp16
+# copies with their configs, class names and the commit they were trained from to assets/model/.
+# Environment: PY (python), DATA (split folder root), RUNS (training outputs),
+# TRAIN_IMAGES / VAL_IMAGES (split sizes), THREADS (torch threads per job), SETS (extra --set
+# overrides for every member, e.g. "train.epochs=12").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+DATA=${DATA:-data}
+RUNS=${RUNS:-runs}
+TRAIN_IMAGES=${TRAIN_IMAGES:-1500}
+VAL_IMAGES=${VAL_IMAGES:-300}
+export OMP_NUM_THREADS=${THREADS:-2}
+
+split() {  # split NAME IMAGES SEED
+    if [ ! -f "$DATA/$1/annotations.json" ]; then
+        "$PY" tools/make_synthetic.py --out "$DATA/$1" --images "$2" --seed "$3" --split "$1"
+    fi
+}
+split train "$TRAIN_IMAGES" 1
+split val "$VAL_IMAGES" 2
+
+"$PY" tools/train_multibox.py --config configs/multibox.yaml --train "$DATA/train" --val "$DATA/val" \
+    --out "$RUNS/multibox" --resume
+mkdir -p assets/model
+"$PY" tools/export_multibox.py "$RUNS/multibox/checkpoint.pt" assets/model/multibox.pt
+
+overrides=(--set "data.train=$DATA/train" --set "data.val=$DATA/val"
+           --set "data.multibox_weights=assets/model/multibox.pt")
+for extra in ${SETS:-}; do overrides+=(--set "$extra"); done
+for member in 0 1 2 3 4 5; do
+    "$PY" tools/train.py --config configs/detector.yaml --member "$member" --out "$RUNS/detector" \
+        --resume "${overrides[@]}" --export "assets/model/member_$member.pt"
+done
