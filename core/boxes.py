@@ -16,9 +16,24 @@ Shapes: ``[N, 4]`` tensors or arrays. IoU, NMS and clipping come from ``torchvis
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torchvision.ops import box_iou, clip_boxes_to_image
+
+if TYPE_CHECKING:
+    import torch
+
+# torch and torchvision load lazily: the format readers and the evaluator import this module, and
+# importing torch costs seconds per process (a third of the evaluator's time on ILSVRC val).
+_TORCHVISION_OPS = ("box_iou", "clip_boxes_to_image")
+
+
+def __getattr__(name: str):
+    """``box_iou`` and ``clip_boxes_to_image`` are torchvision's, imported on first use."""
+    if name in _TORCHVISION_OPS:
+        import torchvision.ops
+        return getattr(torchvision.ops, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "as_boxes", "coco_xywh_to_xyxy", "xyxy_to_coco_xywh", "voc_to_xyxy", "xyxy_to_voc",
@@ -29,6 +44,7 @@ __all__ = [
 
 def as_boxes(boxes) -> torch.Tensor:
     """Any ``[N, 4]`` array-like (or empty) as a float32 tensor of shape ``[N, 4]``."""
+    import torch
     t = torch.as_tensor(np.asarray(boxes, dtype=np.float32) if not torch.is_tensor(boxes) else boxes)
     return t.to(torch.float32).reshape(-1, 4)
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from core.errors import InputError
 # the formats package's JSON reader (missing/invalid file -> InputError); it should be public there
-from core.formats.coco import _load_json as load_json
+from core.formats.coco import load_json
 from core.structures import DetectionDataset, Detections
 
 __all__ = ["FlatDetections", "flatten_detections", "match_paths", "file_stem", "load_json",

@@ -17,7 +17,7 @@ DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 TRAIN_IMAGES=${TRAIN_IMAGES:-1500}
 VAL_IMAGES=${VAL_IMAGES:-300}
-export OMP_NUM_THREADS=${THREADS:-2}
+export OMP_NUM_THREADS=${THREADS:-1}
 
 split() {  # split NAME IMAGES SEED
     if [ ! -f "$DATA/$1/annotations.json" ]; then

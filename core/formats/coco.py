@@ -27,7 +27,7 @@ __all__ = ["read_coco", "write_coco", "write_coco_results", "read_coco_results",
 log = logging.getLogger(__name__)
 
 
-def _load_json(path):
+def load_json(path):
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -138,7 +138,7 @@ def read_coco(path, image_root: str = "") -> DetectionDataset:
         ``image_id`` = COCO image id, boxes xyxy float32, ``area`` from the annotations.
     """
     path = os.fspath(path)
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object with images/annotations/categories")
     cat_ids, names = _categories(path, data)
@@ -254,7 +254,7 @@ def read_coco_results(path, dataset: DetectionDataset) -> dict[int, Detections]:
         category ids, missing fields, non-finite or negative-size boxes raise InputError.
     """
     path = os.fspath(path)
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, list):
         raise InputError(f"{path}: expected a JSON list of results")
     cat_label = {cid: k for k, cid in enumerate(category_ids(dataset))}
