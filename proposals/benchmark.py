@@ -147,7 +147,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="benchmark.py proposals", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", metavar="DIR", help="split folder (annotations.json + images); "
                         "default: generate a synthetic val split")
-    parser.add_argument("--images", type=int, default=20, help="images to generate (default 20)")
+    parser.add_argument("--images", type=int, help="images to generate (default 20); with --data, "
+                        "only its first N images (default all)")
     parser.add_argument("--seed", type=int, default=0, help="synthetic data seed (default 0)")
     parser.add_argument("--work", metavar="DIR", help="where to generate the split (default: a temp folder)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of "
@@ -211,8 +212,10 @@ def main(argv=None) -> int:
     cv2.setNumThreads(1)  # the same single core for OpenCV's fast mode and ours
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="proposals-bench-") as tmp:
-        folder = args.data or make_synthetic(Path(args.work or tmp) / "val", args.images, args.seed)
+        folder = args.data or make_synthetic(Path(args.work or tmp) / "val", args.images or 20, args.seed)
         dataset = read_split(folder)
+        if args.data and args.images:
+            dataset.images = dataset.images[:args.images]
         results = benchmark(dataset, methods, cfg, args)
     print(format_table(results, len(dataset.images)))
     if args.json:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+from tqdm import tqdm
 
 from core.cli import run
 from core.config import add_config_args, load_config
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
     members = load_members(weights, args.device)
     proposer = build_detector_proposer(cfg, weights, schema.proposals, args.device)
     entries, failed = [], 0
-    for path in paths:
+    for path in tqdm(paths, desc="detect", unit="img", disable=len(paths) < 2, leave=False):
         try:
             entries.append(process(path, proposer, members, cfg, args.out))
         except ImageError as err:

@@ -1,0 +1,218 @@
+"""Replicate the GoogLeNet detection entry's claims on the synthetic val split, in one table.
+
+    python tools/replicate.py --val data/val [--weights assets/model] [--baseline runs/baseline/checkpoint.pt]
+        [--images N] [--timing-images 20] [--out results/replicate]
+
+For each claim of GLN §8 it prints the paper's figure beside ours and writes OUT.md (the
+table, the command, date and commit) and OUT.json (every number). Proposals come from the
+proposal cache (``--cache-dir``); seconds per image are measured live on the first
+``--timing-images`` images in this process: proposals (selective search, MultiBox) plus region
+classification, everything after the image is decoded.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import functools
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+from core.cli import run
+from core.errors import InputError
+from core.formats.coco import read_coco
+from core.image import load_image
+from core.io import write_json, write_text
+from detector.checkpoint import git_commit
+from detector.config import DetectorConfig
+from detector.dataset_run import FixedProposer, run_detector
+from detector.pipeline import detect, load_members, multibox_path
+from eval.api import evaluate
+from eval.recall import proposal_recall
+from proposals.build import METHODS, build_proposer, proposer_key
+from proposals.cache import dataset_proposals
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--val", default="data/val", help="val split folder (annotations.json + images/)")
+    p.add_argument("--weights", default="assets/model", help="folder of member_*.pt and multibox.pt")
+    p.add_argument("--baseline", help="Faster R-CNN checkpoint from tools/train_baseline.py")
+    p.add_argument("--images", type=int, default=0, help="only the first N val images (0 = all)")
+    p.add_argument("--timing-images", type=int, default=20, help="images timed per configuration")
+    p.add_argument("--cache-dir", default="cache/proposals", help="proposal cache")
+    p.add_argument("--workers", type=int, default=2, help="proposal worker processes")
+    p.add_argument("--out", default="results/replicate", help="writes OUT.md and OUT.json")
+    return p.parse_args(argv)
+
+
+def read_split(folder: str, limit: int):
+    path = os.path.join(folder, "annotations.json")
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such file (make it with tools/make_synthetic.py)")
+    dataset = read_coco(path, image_root=os.path.join(folder, "images"))
+    if limit:
+        dataset.images = dataset.images[:limit]
+    return dataset
+
+
+def all_proposals(dataset, weights: str, args) -> dict[str, dict]:
+    """Cached proposals of every method: ``{method: {image_id: Proposals}}``."""
+    mb = multibox_path(weights)
+    out = {}
+    for method in METHODS:
+        factory = functools.partial(build_proposer, method, None, mb)
+        out[method] = dataset_proposals(dataset, factory, args.cache_dir, proposer_key(method, None, mb),
+                                        args.workers)
+    return out
+
+
+def proposal_rows(dataset, proposals: dict[str, dict]) -> dict[str, dict]:
+    """Per method: proposals per image, coverage (recall at 0.5), recall at 0.7, ABO."""
+    rows = {}
+    for method, props in proposals.items():
+        report = proposal_recall(dataset, {k: p.boxes for k, p in props.items()}).to_json()
+        rows[method] = {"per_image": float(np.mean([len(p.boxes) for p in props.values()])),
+                        "coverage": report["coverage"], "recall@0.7": report["recall@0.7"],
+                        "abo": report["ABO"]}
+    return rows
+
+
+def images_for_timing(dataset, n: int) -> list[np.ndarray]:
+    return [load_image(os.path.join(dataset.image_root, a.file_name)).pixels for a in dataset.images[:n]]
+
+
+def time_proposals(method: str, weights: str, images: list[np.ndarray]) -> float:
+    """Seconds per image of one proposal method, computed live (model loading excluded)."""
+    proposer = build_proposer(method, None, multibox_path(weights))
+    proposer(images[0])  # warm-up: lazy initialisation is not per-image work
+    start = time.perf_counter()
+    for image in images:
+        proposer(image)
+    return (time.perf_counter() - start) / len(images)
+
+
+def time_classification(members, cfg: DetectorConfig, images, proposals) -> float:
+    """Seconds per image of warping + classifying + NMS, on given per-image proposals."""
+    detect(images[0], FixedProposer(proposals[0]), members, cfg)
+    start = time.perf_counter()
+    for image, props in zip(images, proposals):
+        detect(image, FixedProposer(props), members, cfg)
+    return (time.perf_counter() - start) / len(images)
+
+
+def score(dataset, dets) -> dict:
+    ilsvrc = evaluate(dataset, dets, "ilsvrc")
+    coco = evaluate(dataset, dets, "coco")
+    return {"mAP": ilsvrc.mAP, "coco_AP": coco.stats["AP"], "coco_AP50": coco.stats["AP50"]}
+
+
+def detector_rows(dataset, members, proposals, images, proposal_seconds) -> dict[str, dict]:
+    """mAP and seconds per image of single/ensemble models with ss or merged proposals."""
+    configs = {"single, ss": (members[:1], "ss", False), "single, merged": (members[:1], "merged", False),
+               "ensemble, merged": (members, "merged", False),
+               "ensemble, merged, box regression": (members, "merged", True)}
+    rows = {}
+    for name, (models, method, bbox) in configs.items():
+        if bbox and not any(m.box_regressor is not None for m in models):
+            continue
+        cfg = dataclasses.replace(DetectorConfig(), proposal_method=method, bbox_regression=bbox)
+        dets = run_detector(dataset, models, cfg, proposals=proposals[method])
+        ids = [a.image_id for a in dataset.images[:len(images)]]
+        seconds = time_classification(models, cfg, images, [proposals[method][i] for i in ids])
+        rows[name] = {**score(dataset, dets), "seconds": proposal_seconds[method] + seconds}
+    return rows
+
+
+def baseline_row(dataset, path: str, images) -> dict:
+    from baseline.faster_rcnn import BaselineConfig, build_model, detect_dataset
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = BaselineConfig(**state["config"])
+    model = build_model(len(state["classes"]), cfg)
+    model.load_state_dict(state["model"])
+    dets, _ = detect_dataset(model, dataset)
+    timing = dataclasses.replace(dataset, images=dataset.images[:len(images)])
+    _, seconds = detect_dataset(model, timing)
+    return {**score(dataset, dets), "seconds": seconds, "iterations": int(state["iteration"])}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def claim_rows(props: dict, dets: dict, base: dict | None) -> list[tuple[str, str, str]]:
+    """(claim, paper, ours) rows of the table."""
+    ss, ss2x, merged = props["ss"], props["ss2x"], props["merged"]
+    single_ss, single_merged = dets["single, ss"], dets["single, merged"]
+    ensemble = dets["ensemble, merged"]
+    rows = [
+        ("1. ss2x proposals / ss proposals", "x0.5",
+         f"x{ss2x['per_image'] / ss['per_image']:.2f} ({ss2x['per_image']:.0f} / {ss['per_image']:.0f} per image)"),
+        ("2. merged (ss2x + 200 MultiBox) proposals / ss", "x0.6",
+         f"x{merged['per_image'] / ss['per_image']:.2f} ({merged['per_image']:.0f} per image)"),
+        ("2. coverage (recall at IoU 0.5): ss -> merged", "92% -> 93%",
+         f"{_pct(ss['coverage'])} -> {_pct(merged['coverage'])}"),
+        ("3. single model mAP: ss -> merged proposals", "+1 point",
+         f"{_pct(single_ss['mAP'])} -> {_pct(single_merged['mAP'])} "
+         f"({100 * (single_merged['mAP'] - single_ss['mAP']):+.1f})"),
+        ("4. six-model ensemble vs single model (mAP)", "38.0-40% -> 43.9%",
+         f"{_pct(single_merged['mAP'])} -> {_pct(ensemble['mAP'])}"),
+    ]
+    reg = dets.get("ensemble, merged, box regression")
+    rows.append(("5. + R-CNN bounding-box regression (mAP)", "not used",
+                 f"{_pct(ensemble['mAP'])} -> {_pct(reg['mAP'])}" if reg else "no regressors in the weights"))
+    for name, row in dets.items():
+        rows.append((f"6. seconds per image: {name}", "-", f"{row['seconds']:.2f} s (mAP {_pct(row['mAP'])})"))
+    if base:
+        rows.append(("6. Faster R-CNN MobileNetV3-FPN, same budget", "-",
+                     f"{base['seconds']:.2f} s (mAP {_pct(base['mAP'])})"))
+    return rows
+
+
+def markdown(rows, props, dets, base, command: str, n_images: int) -> str:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"Run `{command}` on {stamp}, commit {git_commit()}, {n_images} val images.", "",
+             "| claim | paper | ours |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    lines += ["", "| proposals | per image | coverage | recall@0.7 | ABO | s/image |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {m} | {r['per_image']:.0f} | {_pct(r['coverage'])} | {_pct(r['recall@0.7'])} | {r['abo']:.3f} "
+              f"| {r['seconds']:.2f} |"
+              for m, r in props.items()]
+    lines += ["", "| detector | mAP (ILSVRC rules) | COCO AP | COCO AP50 | s/image |", "|---|---|---|---|---|"]
+    table = dict(dets, **({"Faster R-CNN MobileNetV3-FPN (baseline)": base} if base else {}))
+    lines += [f"| {n} | {_pct(r['mAP'])} | {_pct(r['coco_AP'])} | {_pct(r['coco_AP50'])} | {r['seconds']:.2f} |"
+              for n, r in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    dataset = read_split(args.val, args.images)
+    members = load_members(args.weights)
+    proposals = all_proposals(dataset, args.weights, args)
+    images = images_for_timing(dataset, max(1, min(args.timing_images, len(dataset.images))))
+    seconds = {m: time_proposals(m, args.weights, images) for m in METHODS}
+    props = proposal_rows(dataset, proposals)
+    for method, row in props.items():
+        row["seconds"] = seconds[method]
+    dets = detector_rows(dataset, members, proposals, images, seconds)
+    base = baseline_row(dataset, args.baseline, images) if args.baseline else None
+    rows = claim_rows(props, dets, base)
+    command = "python tools/replicate.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = markdown(rows, props, dets, base, command.strip(), len(dataset.images))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    write_text(args.out + ".md", text)
+    write_json(args.out + ".json", {"proposals": props, "detectors": dets, "baseline": base,
+                                    "claims": rows}, indent=2)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
