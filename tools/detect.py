@@ -100,7 +100,7 @@ def process(path: str, proposer, members, cfg: DetectorConfig, out: str | None) 
         dets = detect(pixels, proposer, members, cfg)
     entry = record(path, pixels, dets, members[0].classes)
     for det in entry["detections"]:
-        print(format_line(path, det))
+        tqdm.write(format_line(path, det))  # keeps the progress bar intact on a terminal
     if out:
         draw(pixels, entry, os.path.join(out, Path(path).stem + ".png"))
     return entry
@@ -119,15 +119,16 @@ def main(argv=None) -> int:
     members = load_members(weights, args.device)
     proposer = build_detector_proposer(cfg, weights, schema.proposals, args.device)
     entries, failed = [], 0
-    for path in tqdm(paths, desc="detect", unit="img", disable=len(paths) < 2, leave=False):
+    # The bar only on a terminal (disable=None): piped stderr keeps exactly one line per failed image.
+    for path in tqdm(paths, desc="detect", unit="img", disable=None if len(paths) > 1 else True, leave=False):
         try:
             entries.append(process(path, proposer, members, cfg, args.out))
         except ImageError as err:
-            print(f"error: {err}", file=sys.stderr)
+            tqdm.write(f"error: {err}", file=sys.stderr)
             failed += 1
         except Exception as err:  # one bad image must not stop the batch; say which and why
             log.debug("%s failed", path, exc_info=True)
-            print(f"error: {path}: detection failed ({type(err).__name__}: {err})", file=sys.stderr)
+            tqdm.write(f"error: {path}: detection failed ({type(err).__name__}: {err})", file=sys.stderr)
             failed += 1
     if args.json:
         write_json(args.json, entries, indent=1)
