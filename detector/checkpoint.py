@@ -14,13 +14,11 @@ refusal into one :class:`InputError` line naming the file.
 from __future__ import annotations
 
 import os
-import pickle
-import subprocess
-import warnings
 from dataclasses import dataclass
 
 import torch
 
+from core.checkpoint import git_commit, load_weights_only
 from core.config import ConfigError, build_dataclass
 from core.errors import InputError
 from core.io import atomic_path
@@ -30,19 +28,6 @@ from detector.config import ClassifierConfig
 
 FORMAT = "inception-rcnn/region-classifier"
 REQUIRED = ("model", "config", "classes", "member", "epoch")
-
-
-def git_commit() -> str:
-    """The repository's HEAD commit (``-dirty`` if there are uncommitted changes), or "unknown"."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
 
 
 def save_checkpoint(path, model: RegionClassifier, config: dict, member: int, epoch: int,
@@ -67,18 +52,6 @@ def save_checkpoint(path, model: RegionClassifier, config: dict, member: int, ep
         torch.save(blob, tmp)
 
 
-def _refusal(path: str, err: Exception) -> InputError:
-    text = str(err)
-    if isinstance(err, pickle.UnpicklingError) and "Unsupported" in text:
-        line = next(ln for ln in text.splitlines() if "Unsupported" in ln)
-        # Keep "Unsupported global: GLOBAL os.system"; drop torch's advice to allowlist it.
-        reason = line.split("error: ")[-1].split(" was not an allowed")[0].strip()
-        return InputError(f"{path}: refused: not a weights-only checkpoint; loading it would need "
-                          f"full unpickling, which can run code (nothing from it was executed; "
-                          f"{reason})")
-    return InputError(f"{path}: not a PyTorch checkpoint ({type(err).__name__})")
-
-
 def read_checkpoint(path) -> dict:
     """The checkpoint dict in ``path``, loaded with ``weights_only=True`` and checked for its keys.
 
@@ -86,14 +59,7 @@ def read_checkpoint(path) -> dict:
         InputError: missing file, not a torch file, an unsafe pickle, or not a detector checkpoint.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such checkpoint file")
-    try:
-        with warnings.catch_warnings():  # e.g. pickle-protocol warnings: the refusal says enough
-            warnings.simplefilter("ignore")
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for foreign files; all mean "refuse"
-        raise _refusal(path, err) from None
+    blob = load_weights_only(path)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         missing = [k for k in REQUIRED if not isinstance(blob, dict) or k not in blob]
         raise InputError(f"{path}: not a region-classifier checkpoint"

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core.checkpoint import load_weights_only
 from core.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -221,13 +222,7 @@ class Inception(nn.Module):
 def _read_state_dict(path) -> dict[str, Tensor]:
     """A state dict from ``path`` loaded with ``weights_only=True`` (nothing in it executes)."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling refused or not a torch file: one clear line
-        raise InputError(f"{path}: not a loadable weights file ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    obj = load_weights_only(path)
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from torchvision.ops import box_iou, nms, roi_align
 from tqdm import tqdm
 
+from core.checkpoint import load_weights_only
 from core.config import ConfigError, build_dataclass
 from core.errors import InputError
 from core.image import load_image
@@ -462,13 +463,7 @@ def read_checkpoint(path) -> dict:
             or lacks the MultiBox keys; the message names the file.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # any unpickling failure is the same user error: a bad file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"{path}: not a loadable MultiBox checkpoint ({first})") from None
+    state = load_weights_only(path)
     need = {"model": dict, "priors": Tensor, "config": dict, "epoch": int}
     if not isinstance(state, dict) or any(not isinstance(state.get(k), t) for k, t in need.items()):
         raise InputError(f"{path}: not a MultiBox checkpoint (needs keys {', '.join(need)})")

@@ -14,7 +14,7 @@ import torch
 
 from core.cli import run
 from core.io import atomic_path
-from detector.checkpoint import git_commit
+from core.checkpoint import git_commit
 from proposals.multibox import load_multibox, read_checkpoint
 
 

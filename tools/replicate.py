@@ -27,7 +27,7 @@ from core.errors import InputError
 from core.formats.coco import read_coco
 from core.image import load_image
 from core.io import write_json, write_text
-from detector.checkpoint import git_commit
+from core.checkpoint import git_commit, load_weights_only
 from detector.config import DetectorConfig
 from detector.dataset_run import FixedProposer, run_detector
 from detector.pipeline import detect, load_members, multibox_path
@@ -130,7 +130,7 @@ def detector_rows(dataset, members, proposals, images, proposal_seconds) -> dict
 
 def baseline_row(dataset, path: str, images) -> dict:
     from baseline.faster_rcnn import BaselineConfig, build_model, detect_dataset
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_weights_only(path)
     cfg = BaselineConfig(**state["config"])
     model = build_model(len(state["classes"]), cfg)
     model.load_state_dict(state["model"])

@@ -17,6 +17,7 @@ import sys
 import torch
 
 from baseline.faster_rcnn import BaselineConfig, build_model, detect_dataset, train
+from core.checkpoint import load_weights_only
 from core.cli import run
 from core.config import add_config_args, load_config, save_config
 from core.errors import InputError
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
     if args.eval_only and not os.path.isfile(ckpt_path):
         raise InputError(f"{ckpt_path}: no such checkpoint to score")
     if (args.resume and os.path.isfile(ckpt_path)) or args.eval_only:
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        state = load_weights_only(ckpt_path)
         model.load_state_dict(state["model"])
         start, spent = int(state["iteration"]), float(state.get("seconds", 0.0))
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,

@@ -26,7 +26,7 @@ from core.config import add_config_args, load_config, save_config
 from core.errors import InputError
 from core.formats.coco import read_coco
 from core.io import write_json
-from detector.checkpoint import git_commit
+from core.checkpoint import git_commit
 from proposals.multibox import (MultiBoxConfig, MultiBoxProposer, MultiBoxTrainConfig, build_net,
                                 kmeans_priors, load_multibox, load_split, load_state, read_checkpoint,
                                 save_checkpoint, train_epoch)
