@@ -19,7 +19,11 @@ from core.io import write_text
 
 
 class ConfigError(ValueError):
-    """A configuration key is unknown or its value has the wrong type."""
+    """A config file cannot be read, or a key is unknown or its value has the wrong type or range.
+
+    A stage dataclass's ``__post_init__`` may raise it as ``"key: reason"``;
+    :func:`build_dataclass` adds the stage, ``"stage.key: reason"``.
+    """
 
 
 def _type_name(tp) -> str:
@@ -88,7 +92,12 @@ def build_dataclass(cls, data, where: str = ""):
             full = f"{where}.{key}" if where else str(key)
             raise ConfigError(f"{full}: unknown key (known: {', '.join(sorted(names))})")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:  # a range check in __post_init__ names the key without its stage
+        if not where:
+            raise
+        raise ConfigError(f"{where}.{err}") from None
 
 
 def _set_path(tree: dict, dotted: str, value) -> None:
@@ -128,6 +137,8 @@ def load_config(schema, path=None, overrides=()):
             raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        except UnicodeDecodeError as err:  # a binary file (weights, an image) given as --config
+            raise ConfigError(f"{path}: not UTF-8 text, not a YAML config ({err.reason})") from None
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of stages")
     for text in overrides:

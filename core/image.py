@@ -8,6 +8,7 @@ and the reason, so command lines can print it as one line.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -15,6 +16,11 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jpe")
+# PIL refuses images above ~89 M pixels (a 9500 x 9500 photo) as possible decompression bombs.
+# Any decodable image should load, so the limit is raised to 2**30 pixels (3 GiB as RGB uint8);
+# beyond that an image is an ImageError ("too large"), not an out-of-memory crash.
+MAX_PIXELS = 2 ** 30
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
 class ImageError(ValueError):
@@ -55,7 +61,7 @@ def _to_uint8(img: Image.Image) -> Image.Image:
 
 def _decode(path: str) -> tuple[np.ndarray, tuple[int, int]]:
     with warnings.catch_warnings():
-        # A truncated file is an error, not a warning with a grey bottom half.
+        # Above MAX_PIXELS PIL only warns (up to twice the limit); make it an error to report.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as img:
             original = img.size
@@ -71,11 +77,19 @@ def _decode(path: str) -> tuple[np.ndarray, tuple[int, int]]:
     return np.ascontiguousarray(rgb), original
 
 
+def _too_large(path: str, err: Exception) -> ImageError:
+    """The ImageError for PIL's decompression-bomb check; its message holds the pixel count."""
+    match = re.search(r"(\d+) pixels", str(err))
+    pixels = f"{match.group(1)} pixels" if match else str(err)
+    return ImageError(path, f"too large: {pixels} (the limit is {Image.MAX_IMAGE_PIXELS} pixels)")
+
+
 def load_image(path) -> LoadedImage:
     """Read ``path`` as RGB uint8.
 
     Raises:
-        ImageError: the path is missing, not a file, empty, or not a decodable image.
+        ImageError: the path is missing, not a file, empty, not a decodable image, or larger
+            than ``MAX_PIXELS``.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -88,7 +102,9 @@ def load_image(path) -> LoadedImage:
         pixels, original = _decode(path)
     except UnidentifiedImageError:
         raise ImageError(path, "not an image PIL can decode") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
+        raise _too_large(path, err) from None
+    except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(path, f"corrupt or truncated image ({err})") from None
     if pixels.ndim != 3 or pixels.shape[0] == 0 or pixels.shape[1] == 0:
         raise ImageError(path, f"decoded to an unusable shape {pixels.shape}")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ import numpy as np
 import skimage.data
 from tqdm import tqdm
 
+from core.config import ConfigError
 from core.formats.coco import write_coco
 from core.formats.ilsvrc import write_ilsvrc_devkit
 from core.image import load_image
@@ -74,6 +76,25 @@ class SyntheticConfig:
     max_occluded: float = 0.7  # objects with a larger hidden fraction are dropped from the GT
     image_format: Literal["jpg", "png"] = "jpg"
     jpeg_quality: int = 95
+
+    def __post_init__(self):
+        """Range checks: ``ConfigError("key: reason")`` (core.config adds the stage name)."""
+        checks = (
+            ("min_long_side", self.min_long_side >= 1, ">= 1"),
+            ("max_long_side", self.max_long_side >= self.min_long_side,
+             f">= min_long_side ({self.min_long_side})"),
+            ("min_aspect", 0 < self.min_aspect <= 1, "in (0, 1]"),
+            ("min_aspect", self.min_long_side * self.min_aspect >= 1,
+             f"large enough for a short side >= 1 px at min_long_side {self.min_long_side}"),
+            ("max_instances", self.max_instances >= 0, ">= 0"),
+            ("min_object_size", self.min_object_size >= 1, ">= 1"),
+            ("max_object_fraction", 0 < self.max_object_fraction <= 1, "in (0, 1]"),
+            ("max_occluded", 0 <= self.max_occluded <= 1, "in [0, 1]"),
+            ("jpeg_quality", 0 <= self.jpeg_quality <= 100, "in [0, 100]"),
+        )
+        for key, ok, expected in checks:
+            if not ok:
+                raise ConfigError(f"{key}: must be {expected}, got {getattr(self, key)!r}")
 
 
 @dataclass
@@ -446,7 +467,8 @@ def _ground_truth(masks: list, owner: np.ndarray, labels: list, max_occluded: fl
     boxes, kept = [], []
     for k, (mask, x0, y0) in enumerate(masks):
         visible = np.count_nonzero(owner[y0:y0 + mask.shape[0], x0:x0 + mask.shape[1]][mask] == k)
-        if visible < (1.0 - max_occluded) * np.count_nonzero(mask):
+        painted = np.count_nonzero(mask)
+        if not painted or visible < (1.0 - max_occluded) * painted:  # a 1 px object may paint nothing
             continue
         ys, xs = np.nonzero(mask)
         boxes.append([x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1])
@@ -504,6 +526,26 @@ def _write_one(job: tuple) -> ImageAnnotations:
                             boxes=image.boxes, labels=image.labels)
 
 
+def _remove_stale(out_dir: str, split: str, written: list[str]) -> int:
+    """Delete the files of ``split`` an earlier run with more images (or the other image format)
+    left in ``images/`` and ``ilsvrc/Annotations/``; ``written`` = this run's image file names.
+
+    Returns:
+        How many files were removed. Files of other splits and other names are kept.
+    """
+    pattern = re.compile(rf"^{re.escape(split)}_\d{{6,}}\.(jpg|png|xml)$")
+    keep = set(written) | {os.path.splitext(name)[0] + ".xml" for name in written}
+    removed = 0
+    for folder in (os.path.join(out_dir, "images"), os.path.join(out_dir, "ilsvrc", "Annotations")):
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            if pattern.match(name) and name not in keep:
+                os.remove(os.path.join(folder, name))
+                removed += 1
+    return removed
+
+
 def generate_split(out_dir, images: int, seed: int, split: str = "train", workers: int = 1,
                    cfg: SyntheticConfig = SyntheticConfig()) -> DetectionDataset:
     """Write ``images`` synthetic images and their ground truth under ``out_dir``.
@@ -511,6 +553,7 @@ def generate_split(out_dir, images: int, seed: int, split: str = "train", worker
     Writes ``images/<split>_<index:06d>.<jpg|png>``, ``annotations.json`` (COCO, category ids
     ``1..K`` in :data:`CLASSES` order) and the ILSVRC devkit layout under ``ilsvrc/``
     (``Annotations/<split>_<index>.xml``, ``image_list.txt``, ``meta_det.mat``, ``meta_det.txt``).
+    Images and XMLs of ``split`` left by an earlier run into the same folder are removed.
 
     Returns:
         The dataset (boxes xyxy, ``image_root`` = the images folder), identical for any ``workers``.
@@ -530,6 +573,9 @@ def generate_split(out_dir, images: int, seed: int, split: str = "train", worker
                                class_ids=list(range(1, len(CLASSES) + 1)), image_root=image_dir)
     write_coco(dataset, os.path.join(out_dir, "annotations.json"))
     write_ilsvrc_devkit(dataset, os.path.join(out_dir, "ilsvrc"))
+    stale = _remove_stale(out_dir, split, [a.file_name for a in annotations])
+    if stale:
+        log.info("%s: removed %d stale %s files of an earlier run", out_dir, stale, split)
     n = sum(len(a.labels) for a in annotations)
     log.info("%s: %d %s images, %d objects of %d classes", out_dir, images, split, n, len(CLASSES))
     return dataset

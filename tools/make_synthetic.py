@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--images", type=_count, required=True, metavar="N", help="number of images")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=_count, default=0, help="random seed, >= 0 (default: 0)")
     parser.add_argument("--split", choices=("train", "val"), default="train", help="split name (default: train)")
     parser.add_argument("--workers", type=_count, default=1, help="worker processes (default: 1)")
     parser.add_argument("--preview", metavar="PNG", help="also write a picture of the first images")

@@ -4,7 +4,9 @@
 
 ``--json FILE`` writes a list of ``{"image": str, "boxes": [[x1, y1, x2, y2], ...], "seconds": float}``:
 ``image`` as given, boxes xyxy in rank order in the original image's pixels, ``seconds`` the time to
-compute that image's proposals (not reading the image, not loading models).
+compute that image's proposals (not reading the image, not loading models). An image that cannot
+be read or proposed for is one ``error:`` line on stderr and has no record; the others go on. Exit
+status: 0 when every image succeeded, 1 when some failed, 2 on a usage or config error.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from tqdm import tqdm
 
 import core.cli
 from core.config import add_config_args, load_config
-from core.image import list_images, load_image
+from core.image import ImageError, list_images, load_image
 from core.io import write_json
 from proposals.build import METHODS, ProposalsConfig, build_proposer
 
@@ -37,23 +39,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def propose_one(path: str, proposer) -> dict:
+    """The JSON record of one image (boxes xyxy in original pixels, rank order)."""
+    pixels = load_image(path).pixels
+    start = time.perf_counter()
+    proposals = proposer(pixels)
+    seconds = time.perf_counter() - start
+    boxes = np.round(proposals.boxes.astype(np.float64), 3).tolist()  # float32 noise off
+    log.info("%s: %d proposals in %.3f s", path, len(proposals), seconds)
+    return {"image": path, "boxes": boxes, "seconds": round(seconds, 6)}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = load_config(ProposalsConfig, args.config, args.overrides)
     proposer = build_proposer(args.method, cfg, args.multibox_weights, args.device)
-    records = []
+    records, failed = [], 0
     for path in tqdm(list_images(args.images), desc=args.method, unit="img"):
-        pixels = load_image(path).pixels
-        start = time.perf_counter()
-        proposals = proposer(pixels)
-        seconds = time.perf_counter() - start
-        boxes = np.round(proposals.boxes.astype(np.float64), 3).tolist()  # float32 noise off
-        records.append({"image": path, "boxes": boxes, "seconds": round(seconds, 6)})
-        log.info("%s: %d proposals in %.3f s", path, len(proposals), seconds)
-    if args.json:
+        try:
+            records.append(propose_one(path, proposer))
+        except ImageError as err:  # one bad image must not stop the batch (as tools/detect.py)
+            tqdm.write(f"error: {err}", file=sys.stderr)
+            failed += 1
+        except Exception as err:
+            log.debug("%s failed", path, exc_info=True)
+            tqdm.write(f"error: {path}: proposals failed ({type(err).__name__}: {err})", file=sys.stderr)
+            failed += 1
+    if args.json:  # the good images' records; a failed image has none
         write_json(args.json, records)
         log.info("wrote %s", args.json)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

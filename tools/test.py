@@ -28,7 +28,7 @@ from core.config import add_config_args, config_to_dict, load_config
 from core.errors import InputError
 from core.io import write_json
 from detector.config import DetectSchema
-from detector.dataset_run import run_detector, write_results
+from detector.dataset_run import ILSVRC_PER_CLASS_CAP, cap_per_class, run_detector, write_results
 from detector.pipeline import build_detector_proposer, load_members, multibox_path
 from proposals.build import METHODS, build_proposer, proposer_key
 from proposals.cache import dataset_proposals
@@ -105,8 +105,10 @@ def main(argv=None) -> int:
     seconds = (time.perf_counter() - start) / len(dataset.images)
     out = os.path.join(args.out, "results.json" if fmt == "coco" else "submission.txt")
     write_results(out, dataset, dets, fmt)
+    # The submission keeps the top 30,000 per class; score exactly what it holds.
+    scored = cap_per_class(dets, ILSVRC_PER_CLASS_CAP) if fmt == "ilsvrc" else dets
     report = {"weights": args.weights, "members": len(members), "images": len(dataset.images),
-              "seconds_per_image": seconds, "results": out, "scores": score(dataset, dets, fmt),
+              "seconds_per_image": seconds, "results": out, "scores": score(dataset, scored, fmt),
               "config": config_to_dict(cfg)}
     write_json(os.path.join(args.out, "report.json"), report, indent=1)
     for protocol, rep in report["scores"].items():

@@ -116,6 +116,12 @@ def read_meta(path) -> list[Synset]:
     return sorted(synsets, key=lambda s: s.det_id)
 
 
+# scipy's savemat stamps "Created on: <time>" into the 116-byte text header of a MAT-file (it
+# has no option to set it), so write_meta overwrites it with this fixed text, padded with spaces
+# as MATLAB pads it; loadmat reads only the version and byte-order fields after it.
+_MAT_HEADER = b"MATLAB 5.0 MAT-file, written by core.formats.ilsvrc".ljust(116, b" ")
+
+
 def write_meta(path, synsets: list[Synset]) -> None:
     """Write ``meta_det.mat`` like the devkit's: a 1xN struct array ``synsets`` with
     ``ILSVRC2014_DET_ID`` (double), ``WNID``, ``name`` and ``description`` (empty here)."""
@@ -125,6 +131,8 @@ def write_meta(path, synsets: list[Synset]) -> None:
         arr[0, j] = (np.array([[float(s.det_id)]]), s.wnid, s.name, "")
     with atomic_path(path) as tmp:
         scipy.io.savemat(tmp, {"synsets": arr}, appendmat=False)
+        with open(tmp, "r+b") as f:  # the same synsets give the same bytes (see _MAT_HEADER)
+            f.write(_MAT_HEADER)
 
 
 def write_meta_text(path, synsets: list[Synset]) -> None:
@@ -211,6 +219,17 @@ def _read_image(gt_dir: str, name: str, index: int, wnid_label: dict, image_root
                             difficult=[o.difficult for o in ann.objects])
 
 
+def _check_xml_coverage(gt_dir: str, names: list[str]) -> None:
+    """Log how many listed images have no XML; none at all means a wrong folder, an InputError
+    (it would otherwise score as a split without objects, mAP undefined)."""
+    missing = [n for n in names if not os.path.exists(os.path.join(gt_dir, n + ".xml"))]
+    if names and len(missing) == len(names):
+        raise InputError(f"{gt_dir}: none of the {len(names)} listed images has an XML annotation "
+                         f"(looked for {os.path.join(gt_dir, names[0] + '.xml')})")
+    if missing:
+        log.info("%s: %d of %d listed images have no XML (no objects)", gt_dir, len(missing), len(names))
+
+
 def read_ilsvrc(gt_dir, image_list, meta, image_root: str = "") -> DetectionDataset:
     """Read ILSVRC DET ground truth.
 
@@ -223,16 +242,18 @@ def read_ilsvrc(gt_dir, image_list, meta, image_root: str = "") -> DetectionData
     Returns:
         Images in list order with ``image_id`` = list index; ``classes`` = synset names in
         DET_ID order, ``class_ids`` = WNIDs; boxes xyxy. A missing XML gives an image with no
-        objects and size 0 x 0; an unknown WNID raises InputError.
+        objects and size 0 x 0; an unknown WNID, a ``gt_dir`` that is not a folder, or no XML
+        for any listed image raises InputError.
     """
     gt_dir = os.fspath(gt_dir)
+    if not os.path.isdir(gt_dir):
+        why = "not a folder" if os.path.exists(gt_dir) else "no such folder"
+        raise InputError(f"{gt_dir}: {why} (expected the folder of the XML annotations)")
     entries = read_image_list(image_list) if isinstance(image_list, (str, os.PathLike)) else list(image_list)
     synsets = read_meta(meta) if isinstance(meta, (str, os.PathLike)) else sorted(meta, key=lambda s: s.det_id)
+    _check_xml_coverage(gt_dir, [name for name, _ in entries])
     wnid_label = {s.wnid: k for k, s in enumerate(synsets)}
     images = [_read_image(gt_dir, name, int(idx), wnid_label, image_root) for name, idx in entries]
-    missing = sum(1 for (name, _) in entries if not os.path.exists(os.path.join(gt_dir, name + ".xml")))
-    if missing:
-        log.info("%s: %d of %d listed images have no XML (no objects)", gt_dir, missing, len(entries))
     return DetectionDataset(classes=[s.name for s in synsets], images=images,
                             class_ids=[s.wnid for s in synsets], image_root=image_root)
 

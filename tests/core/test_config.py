@@ -121,6 +121,33 @@ def test_file_errors_name_the_file(tmp_path):
         load_config(Schema, _yaml(tmp_path, "- a\n- b\n"))
 
 
+def test_binary_file_is_a_config_error_naming_it(tmp_path):
+    path = tmp_path / "weights.pt"
+    path.write_bytes(b"PK\x03\x04\x80\x81\xfe\xff binary")
+    with pytest.raises(ConfigError, match=r"weights.pt: not UTF-8 text"):
+        load_config(Schema, path)
+
+
+@dataclass(frozen=True)
+class Checked:
+    low: int = 1
+    high: int = 2
+
+    def __post_init__(self):
+        if self.low > self.high:
+            raise ConfigError(f"low: must be <= high ({self.high}), got {self.low}")
+
+
+@dataclass(frozen=True)
+class CheckedSchema:
+    stage: Checked = field(default_factory=Checked)
+
+
+def test_post_init_errors_get_the_stage_prefix():
+    with pytest.raises(ConfigError, match=r"^stage\.low: must be <= high \(2\), got 5$"):
+        load_config(CheckedSchema, overrides=["stage.low=5"])
+
+
 def test_empty_file_gives_defaults(tmp_path):
     assert load_config(Schema, _yaml(tmp_path, "")) == Schema()
 

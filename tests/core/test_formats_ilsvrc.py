@@ -52,6 +52,18 @@ def test_meta_mat_mirrors_devkit_layout(tmp_path):
     assert set(synsets.dtype.names) == {"ILSVRC2014_DET_ID", "WNID", "name", "description"}
 
 
+def test_meta_mat_is_byte_identical_between_runs(tmp_path, monkeypatch):
+    import time
+    stamps = iter(["Mon Jan  1 00:00:00 2024", "Tue Jan  2 12:34:56 2024"])
+    monkeypatch.setattr(time, "asctime", lambda *a: next(stamps))  # scipy's "Created on:" text
+    write_ilsvrc_devkit(_dataset(), tmp_path / "a")
+    write_ilsvrc_devkit(_dataset(), tmp_path / "b")
+    first, second = (tmp_path / "a" / "meta_det.mat").read_bytes(), (tmp_path / "b" / "meta_det.mat").read_bytes()
+    assert first == second and first.startswith(b"MATLAB 5.0 MAT-file")
+    assert scipy.io.loadmat(tmp_path / "a" / "meta_det.mat")["synsets"].shape == (1, 3)
+    assert [s.name for s in read_meta(tmp_path / "a" / "meta_det.mat")] == _dataset().classes
+
+
 def test_wnid_class_ids_are_kept(tmp_path):
     ds = _dataset()
     ds.class_ids = ["n02691156", "n02419796", "n01503061"]
@@ -107,8 +119,21 @@ def test_reads_real_format_xml(tmp_path):
 def test_image_file_extension_found_under_image_root(tmp_path):
     (tmp_path / "imgs").mkdir()
     (tmp_path / "imgs" / "p.png").write_bytes(b"")
+    (tmp_path / "q.xml").write_text(XML.format(name="q", objects=""))  # q.JPEG: the devkit's guess
     ds = read_ilsvrc(tmp_path, [("p", 1), ("q", 2)], [Synset(1, "n01", "a")], image_root=str(tmp_path / "imgs"))
     assert [i.file_name for i in ds.images] == ["p.png", "q.JPEG"]
+
+
+def test_gt_dir_not_a_folder_or_without_any_listed_xml(tmp_path):
+    meta = [Synset(1, "n01", "a")]
+    (tmp_path / "file").write_text("x")
+    for gt_dir, reason in [(tmp_path / "file", "not a folder"), (tmp_path / "nope", "no such folder")]:
+        with pytest.raises(InputError, match=re.escape(f"{gt_dir}: {reason}")):
+            read_ilsvrc(gt_dir, [("x", 1)], meta)
+    (tmp_path / "other.xml").write_text(XML.format(name="other", objects=""))
+    with pytest.raises(InputError, match=re.escape(f"{tmp_path}: none of the 2 listed images has an XML")):
+        read_ilsvrc(tmp_path, [("x", 1), ("y", 2)], meta)
+    assert read_ilsvrc(tmp_path, [], meta).images == []  # an empty list is not a wrong folder
 
 
 @pytest.mark.parametrize("body, reason", [

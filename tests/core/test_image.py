@@ -131,3 +131,20 @@ def test_list_images_expands_folders_sorted_and_keeps_files(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     listed = list_images([str(tmp_path / "c.txt"), str(tmp_path)])
     assert listed == [str(tmp_path / "c.txt")] + [str(tmp_path / n) for n in ("a.JPG", "b.png", "d.webp")]
+
+
+def test_very_large_image_loads(tmp_path):
+    # 9500 x 9500 is above PIL's default decompression-bomb limit (89 M pixels); a 1-bit PNG
+    # of one colour is a few kB on disk.
+    Image.new("1", (9500, 9500), 1).save(tmp_path / "big.png")
+    img = load_image(tmp_path / "big.png")
+    assert img.original_size == (9500, 9500) and img.pixels.shape == (9500, 9500, 3)
+    assert img.pixels[0, 0].tolist() == [255, 255, 255]
+
+
+@pytest.mark.parametrize("size", [(12, 12), (30, 20)])  # warning range (limit..2x) and beyond 2x
+def test_beyond_the_pixel_limit_is_an_image_error(tmp_path, monkeypatch, size):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    Image.new("RGB", size).save(tmp_path / "bomb.png")
+    with pytest.raises(ImageError, match=rf"bomb.png: too large: {size[0] * size[1]} pixels"):
+        load_image(tmp_path / "bomb.png")

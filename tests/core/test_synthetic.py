@@ -138,3 +138,46 @@ def test_cli_user_errors(tmp_path, capsys):
     assert "synthetic.max_instance" in capsys.readouterr().err
     (tmp_path / "file").write_text("x")
     assert core.cli.run(tool.main, ["--out", str(tmp_path / "file"), "--images", "1"]) == 2
+
+
+def test_cli_rejects_negative_seed_and_count(tmp_path, capsys):
+    tool = _tool()
+    for flag, value in (("--seed", "-5"), ("--images", "-1")):
+        argv = ["--out", str(tmp_path), "--images", "1", flag, value]
+        with pytest.raises(SystemExit) as exc:
+            tool.main(argv)
+        assert exc.value.code == 2 and f"argument {flag}: expected a number >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override,key", [
+    ("max_instances=-1", "max_instances"), ("min_long_side=0", "min_long_side"),
+    ("max_long_side=100", "max_long_side"), ("min_aspect=0", "min_aspect"), ("min_aspect=1.5", "min_aspect"),
+    ("min_object_size=0", "min_object_size"), ("max_object_fraction=0", "max_object_fraction"),
+    ("max_occluded=1.5", "max_occluded"), ("jpeg_quality=101", "jpeg_quality"),
+])
+def test_config_ranges_are_one_line_errors(tmp_path, capsys, override, key):
+    import core.cli
+    argv = ["--out", str(tmp_path), "--images", "1", "--set", f"synthetic.{override}"]
+    assert core.cli.run(_tool().main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: synthetic.{key}: must be ") and len(err.splitlines()) == 1
+    assert not (tmp_path / "images").exists()  # checked before anything is written
+
+
+def test_rerun_with_fewer_images_removes_stale_files(tmp_path, caplog):
+    generate_split(tmp_path, 3, seed=0, split="val")
+    generate_split(tmp_path, 2, seed=0, split="train")  # another split in the same folder is kept
+    with caplog.at_level("INFO", logger="core.synthetic"):
+        generate_split(tmp_path, 1, seed=0, split="val", cfg=SyntheticConfig(image_format="png"))
+    assert "removed 5 stale val files" in caplog.text  # 3 jpg (now png) + 2 xml beyond the first
+    assert sorted(os.listdir(tmp_path / "images")) == ["train_000000.jpg", "train_000001.jpg", "val_000000.png"]
+    assert sorted(os.listdir(tmp_path / "ilsvrc" / "Annotations")) == [
+        "train_000000.xml", "train_000001.xml", "val_000000.xml"]
+
+
+def test_tiny_images_and_objects_render():
+    # the smallest sizes the range checks allow; a 1 px object may paint no pixel (then no box)
+    cfg = SyntheticConfig(min_long_side=2, max_long_side=3, min_aspect=0.5, min_object_size=1, max_occluded=1.0)
+    for i in range(20):
+        image = generate_image(0, i, cfg=cfg)
+        assert max(image.pixels.shape[:2]) <= 3 and len(image.boxes) == len(image.labels)

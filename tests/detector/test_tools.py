@@ -84,3 +84,32 @@ def test_train_tool_trains_resumes_and_exports(kit, tmp_path):
     assert member.meta["epoch"] == 2 and read_checkpoint(tmp_path / "slim.pt")["optimizer"] is None
     history = json.loads((tmp_path / "run" / "member_1_history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
+
+
+def test_test_tool_scores_the_capped_ilsvrc_submission(kit, tmp_path, monkeypatch):
+    """tools/test.py: the ILSVRC score is that of the written (top 30,000 per class) submission."""
+    import types
+    from core.formats.ilsvrc import write_ilsvrc_devkit
+    from core.structures import DetectionDataset, Detections, ImageAnnotations
+    from eval.files import evaluate_ilsvrc_files
+    images = [ImageAnnotations(1, "a.png", 64, 64, [[10, 10, 30, 30]], [0]),
+              ImageAnnotations(2, "b.png", 64, 64, [[20, 20, 40, 40]], [1])]
+    gt = tmp_path / "gt"
+    write_ilsvrc_devkit(DetectionDataset(list(kit.CLASSES), images), gt)
+    n_fp = 30000  # red false positives in b.png that outscore the one red true positive in a.png
+    fp = np.tile(np.float32([[40, 0, 60, 20]]), (n_fp, 1))
+    dets = {1: Detections([[10, 10, 30, 30]], [0.1], [0]),
+            2: Detections(np.concatenate([fp, [[20, 20, 40, 40]]]), np.r_[np.full(n_fp, 0.9), 0.8],
+                          np.r_[np.zeros(n_fp, int), 1])}
+    tool = kit.load_tool("test")
+    monkeypatch.setattr(tool, "load_members", lambda *a: [types.SimpleNamespace(classes=list(kit.CLASSES))])
+    monkeypatch.setattr(tool, "proposal_source", lambda *a: {})
+    monkeypatch.setattr(tool, "run_detector", lambda *a, **k: dets)
+    out = tmp_path / "out"
+    assert tool.main(["--weights", str(tmp_path), "--images", str(tmp_path), "--gt-dir", str(gt),
+                      "--out", str(out)]) == 0
+    reported = json.loads((out / "report.json").read_text())["scores"]["ilsvrc"]["mAP"]
+    from_file = evaluate_ilsvrc_files(str(gt / "Annotations"), str(gt / "image_list.txt"),
+                                      str(gt / "meta_det.mat"), str(out / "submission.txt")).mAP
+    assert len((out / "submission.txt").read_text().splitlines()) == n_fp + 1  # the red TP is cut
+    assert reported == pytest.approx(from_file, abs=1e-12) and reported == pytest.approx(0.5, abs=1e-12)

@@ -41,6 +41,39 @@ def test_propose_overrides_and_errors(split, tmp_path, capsys):
     assert "no.pt: MultiBox weights not found" in capsys.readouterr().err
 
 
+def test_propose_bad_images_are_one_line_each_and_the_rest_go_on(split, tmp_path, capsys, monkeypatch):
+    import re
+    from PIL import Image
+    good = [str(split / "images" / "000.png"), str(split / "images" / "001.png")]
+    corrupt, missing, odd = tmp_path / "corrupt.jpg", tmp_path / "missing.png", tmp_path / "odd.png"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    Image.new("RGB", (5, 3)).save(odd)
+    tool = load_tool("propose")
+    real = tool.build_proposer
+
+    def build(*args):
+        inner = real(*args)
+
+        def proposer(pixels):  # the real proposer, except that it fails on the 5 x 3 image
+            if pixels.shape[:2] == (3, 5):
+                raise RuntimeError("boom")
+            return inner(pixels)
+        return proposer
+
+    monkeypatch.setattr(tool, "build_proposer", build)
+    out = tmp_path / "p.json"
+    argv = [good[0], str(corrupt), str(missing), str(odd), good[1], "--method", "ss", "--json", str(out)]
+    assert core.cli.run(tool.main, argv) == 1
+    err = capsys.readouterr().err
+    errors = [s for s in re.split(r"[\r\n]", err) if s.startswith("error:")]
+    assert len(errors) == 3 and "Traceback" not in err
+    assert errors[0].startswith(f"error: {corrupt}: ") and errors[1] == f"error: {missing}: no such file"
+    assert errors[2] == f"error: {odd}: proposals failed (RuntimeError: boom)"
+    records = json.loads(out.read_text())
+    assert [r["image"] for r in records] == good and all(len(r["boxes"]) for r in records)
+    assert core.cli.run(tool.main, good + ["--method", "ss"]) == 0
+
+
 def test_visualize_single_and_contact_sheet(split, tmp_path):
     tool = load_tool("visualize_proposals")
     one, sheet = tmp_path / "one.png", tmp_path / "sheet.png"
