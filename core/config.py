@@ -9,6 +9,7 @@ run leaves it beside its outputs.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from typing import Any, Literal, Union
@@ -161,6 +162,22 @@ def config_to_dict(cfg) -> dict:
 def save_config(cfg, path) -> None:
     """Write the effective config as YAML (atomically)."""
     write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def save_run_config(cfg, *outputs) -> None:
+    """Save the effective config beside each output a run wrote.
+
+    An output folder gets ``DIR/config.yaml``; an output file ``F.json`` gets ``F.config.yaml``
+    beside it (so a run that writes only one file does not clobber a shared ``config.yaml``).
+    ``None`` entries (outputs not asked for) are skipped.
+    """
+    for out in outputs:
+        if not out:
+            continue
+        out = os.fspath(out)
+        stem, ext = os.path.splitext(out)
+        folder = os.path.isdir(out) or not ext  # an output folder not made yet (nothing written)
+        save_config(cfg, os.path.join(out, "config.yaml") if folder else stem + ".config.yaml")
 
 
 def add_config_args(parser) -> None:

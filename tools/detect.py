@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from core.cli import run
-from core.config import add_config_args, load_config
+from core.config import add_config_args, load_config, save_run_config
 from core.errors import InputError
 from core.image import ImageError, list_images, load_image
 from core.io import atomic_path, write_json
@@ -132,6 +132,7 @@ def main(argv=None) -> int:
             failed += 1
     if args.json:
         write_json(args.json, entries, indent=1)
+    save_run_config(dataclasses.replace(schema, detector=cfg), args.out, args.json)
     return 1 if failed else 0
 
 

@@ -37,7 +37,7 @@ import sys
 from dataclasses import dataclass, field
 
 import core.cli
-from core.config import add_config_args, load_config
+from core.config import add_config_args, load_config, save_run_config
 from core.io import write_json
 from eval.coco import CocoConfig
 from eval.recall import RecallConfig
@@ -110,6 +110,7 @@ def main(argv=None) -> int:
         from eval.plots import plot_pr_curves, plot_recall
         written = plot_recall(report, args.plots) if args.protocol == "recall" else plot_pr_curves(report, args.plots)
         log.info("wrote %d plots to %s", len(written), args.plots)
+    save_run_config(cfg, args.json, args.plots)
     return 0
 
 

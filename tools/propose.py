@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 import core.cli
-from core.config import add_config_args, load_config
+from core.config import add_config_args, load_config, save_run_config
 from core.image import ImageError, list_images, load_image
 from core.io import write_json
 from proposals.build import METHODS, ProposalsConfig, build_proposer
@@ -67,6 +67,7 @@ def main(argv=None) -> int:
             failed += 1
     if args.json:  # the good images' records; a failed image has none
         write_json(args.json, records)
+        save_run_config(cfg, args.json)
         log.info("wrote %s", args.json)
     return 1 if failed else 0
 

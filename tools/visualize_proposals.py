@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 import core.cli
-from core.config import add_config_args, load_config
+from core.config import add_config_args, load_config, save_run_config
 from core.errors import InputError
 from core.formats.coco import read_coco
 from core.image import list_images, load_image
@@ -89,6 +89,7 @@ def main(argv=None) -> int:
         title = f"{os.path.basename(path)} {args.method} top {args.top}"
         tiles.append(draw_proposals(image, proposer(image), args.top, gt, title=title))
     save_png(args.out, tiles[0] if len(tiles) == 1 else contact_sheet(tiles, args.cols))
+    save_run_config(cfg, args.out)
     return 0
 
 

@@ -173,3 +173,20 @@ def test_add_config_args():
     args = parser.parse_args(["--config", "c.yaml", "--set", "a.b=1", "--set", "a.c=2"])
     assert args.config == "c.yaml" and args.overrides == ["a.b=1", "a.c=2"]
     assert parser.parse_args([]).overrides == []
+
+
+def test_save_run_config_beside_each_output(tmp_path):
+    from core.config import save_run_config
+
+    @dataclasses.dataclass(frozen=True)
+    class Stage:
+        k: int = 3
+
+    @dataclasses.dataclass(frozen=True)
+    class Schema:
+        stage: Stage = Stage()
+
+    (tmp_path / "drawn").mkdir()
+    save_run_config(Schema(), tmp_path / "drawn", tmp_path / "dets.json", None, tmp_path / "plots")
+    for path in (tmp_path / "drawn" / "config.yaml", tmp_path / "dets.config.yaml", tmp_path / "plots" / "config.yaml"):
+        assert "k: 3" in path.read_text()

@@ -48,7 +48,8 @@ def test_detect_cli_good_bad_tiny_and_wide_images(kit, tiny_model, tmp_path):
     first = entries[0]["detections"][0]
     assert set(first) == {"box", "score", "label", "category"} and first["category"] in kit.CLASSES
     assert lines[0].startswith(f"{entries[0]['image']} {first['category']} {first['score']:.4f} [")
-    assert sorted(os.listdir(tmp_path / "drawn")) == ["good0.png", "good1.png", "one.png", "wide.png"]
+    assert sorted(os.listdir(tmp_path / "drawn")) == ["config.yaml", "good0.png", "good1.png", "one.png", "wide.png"]
+    assert (tmp_path / "dets.config.yaml").is_file()  # the effective config beside each output
 
 
 def test_detect_cli_all_good_exit_0_and_clear_errors(kit, tiny_model, tmp_path):

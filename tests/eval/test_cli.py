@@ -77,7 +77,7 @@ def test_coco_report_plots_and_table(tmp_path, eval_tool, capsys):
     assert report["per_class"]["emu"] == -1 and report["mAP"] == report["stats"]["AP"]
     assert "dog" in out and "AP50" in out
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
-        "pr_000_cat.png", "pr_001_dog.png", "pr_002_emu.png", "pr_overall.png"]
+        "config.yaml", "pr_000_cat.png", "pr_001_dog.png", "pr_002_emu.png", "pr_overall.png"]
 
 
 def test_coco_detect_json_matches_images_by_file_name(tmp_path, eval_tool, capsys):
@@ -220,7 +220,7 @@ def test_recall_from_propose_json(tmp_path, eval_tool, capsys):
     assert report["coverage"] == pytest.approx(2 / 3) and report["protocol"] == "recall"
     assert report["AR@N"] == {"1": pytest.approx(2 / 3), "10": pytest.approx(2 / 3)}
     assert report["images_without_proposals"] == 1
-    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["recall_iou.png", "recall_n.png"]
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["config.yaml", "recall_iou.png", "recall_n.png"]
     bad = write(tmp_path / "bad.json", [{"image": "zzz.png", "boxes": [], "seconds": 0}])
     code, _, err = run_tool(eval_tool, ["--protocol", "recall", "--gt", gt_path, "--proposals", bad], capsys)
     assert code == 2 and "bad.json: image 'zzz.png' is not in the ground truth" in err
