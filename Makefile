@@ -17,8 +17,9 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest tests
 
+# The bundled model (assets/model/) on the bundled samples: drawn boxes in demo_out/*.png.
 demo: $(STAMP)
-	$(PY) tools/demo.py
+	$(PY) tools/detect.py assets/samples --out demo_out --json demo_out/detections.json
 
 clean:
 	rm -rf $(VENV) demo_out

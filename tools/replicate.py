@@ -1,13 +1,16 @@
 """Replicate the GoogLeNet detection entry's claims on the synthetic val split, in one table.
 
     python tools/replicate.py --val data/val [--weights assets/model] [--baseline runs/baseline/checkpoint.pt]
-        [--images N] [--timing-images 20] [--out results/replicate]
+        [--images N] [--timing-images 20] [--out results/replicate] [--resume]
 
 For each claim of GLN §8 it prints the paper's figure beside ours and writes OUT.md (the
 table, the command, date and commit) and OUT.json (every number). Proposals come from the
 proposal cache (``--cache-dir``); seconds per image are measured live on the first
 ``--timing-images`` images in this process: proposals (selective search, MultiBox) plus region
 classification, everything after the image is decoded.
+
+OUT.json is rewritten after every row, so ``--resume`` after an interruption (or to add the
+baseline's row later) reuses the rows measured with the same val images and weights.
 """
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ import argparse
 import dataclasses
 import datetime
 import functools
+import hashlib
+import json
+import logging
 import os
 import sys
 import time
@@ -30,11 +36,13 @@ from core.io import write_json, write_text
 from core.checkpoint import git_commit, load_weights_only
 from detector.config import DetectorConfig
 from detector.dataset_run import FixedProposer, run_detector
-from detector.pipeline import detect, load_members, multibox_path
+from detector.pipeline import detect, load_members, member_paths, multibox_path
 from eval.api import evaluate
 from eval.recall import proposal_recall
 from proposals.build import METHODS, build_proposer, proposer_key
-from proposals.cache import dataset_proposals
+from proposals.cache import dataset_proposals, image_digest
+
+log = logging.getLogger("replicate")
 
 
 def parse_args(argv):
@@ -47,7 +55,31 @@ def parse_args(argv):
     p.add_argument("--cache-dir", default="cache/proposals", help="proposal cache")
     p.add_argument("--workers", type=int, default=2, help="proposal worker processes")
     p.add_argument("--out", default="results/replicate", help="writes OUT.md and OUT.json")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the rows in OUT.json measured on the same val images and weights")
     return p.parse_args(argv)
+
+
+def run_key(dataset, weights: str, val: str) -> dict:
+    """What a measured row depends on: the val images, their annotations and the weights (by content)."""
+    files = member_paths(weights) + [p for p in [multibox_path(weights)] if p]
+    images = "".join(image_digest(os.path.join(dataset.image_root, a.file_name)) for a in dataset.images)
+    return {"images": hashlib.sha256(images.encode()).hexdigest(), "count": len(dataset.images),
+            "annotations": image_digest(os.path.join(val, "annotations.json")),
+            "weights": {os.path.basename(f): image_digest(f) for f in files}}
+
+
+def previous_rows(out: str, key: dict) -> dict:
+    """The rows of an earlier run of the same key, or nothing."""
+    path = out + ".json"
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        saved = json.load(f)
+    if saved.get("key") != key:
+        log.warning("%s: measured on other images or weights; measuring everything again", path)
+        return {}
+    return saved
 
 
 def read_split(folder: str, limit: int):
@@ -111,13 +143,20 @@ def score(dataset, dets) -> dict:
     return {"mAP": ilsvrc.mAP, "coco_AP": coco.stats["AP"], "coco_AP50": coco.stats["AP50"]}
 
 
-def detector_rows(dataset, members, proposals, images, proposal_seconds) -> dict[str, dict]:
-    """mAP and seconds per image of single/ensemble models with ss or merged proposals."""
+def detector_rows(dataset, members, proposals, images, proposal_seconds, done: dict,
+                  save) -> dict[str, dict]:
+    """mAP and seconds per image of single/ensemble models with ss or merged proposals.
+
+    Rows already in ``done`` are kept; ``save(rows)`` is called after each new row.
+    """
     configs = {"single, ss": (members[:1], "ss", False), "single, merged": (members[:1], "merged", False),
                "ensemble, merged": (members, "merged", False),
                "ensemble, merged, box regression": (members, "merged", True)}
     rows = {}
     for name, (models, method, bbox) in configs.items():
+        if name in done:
+            rows[name] = done[name]
+            continue
         if bbox and not any(m.box_regressor is not None for m in models):
             continue
         cfg = dataclasses.replace(DetectorConfig(), proposal_method=method, bbox_regression=bbox)
@@ -125,6 +164,7 @@ def detector_rows(dataset, members, proposals, images, proposal_seconds) -> dict
         ids = [a.image_id for a in dataset.images[:len(images)]]
         seconds = time_classification(models, cfg, images, [proposals[method][i] for i in ids])
         rows[name] = {**score(dataset, dets), "seconds": proposal_seconds[method] + seconds}
+        save(rows)
     return rows
 
 
@@ -173,9 +213,10 @@ def claim_rows(props: dict, dets: dict, base: dict | None) -> list[tuple[str, st
     return rows
 
 
-def markdown(rows, props, dets, base, command: str, n_images: int) -> str:
+def markdown(rows, props, dets, base, command: str, n_images: int, reused: list[str] = ()) -> str:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"Run `{command}` on {stamp}, commit {git_commit()}, {n_images} val images.", "",
+    again = f" Rows kept from an earlier run on the same images and weights: {', '.join(reused)}." if reused else ""
+    lines = [f"Run `{command}` on {stamp}, commit {git_commit()}, {n_images} val images.{again}", "",
              "| claim | paper | ours |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     lines += ["", "| proposals | per image | coverage | recall@0.7 | ABO | s/image |",
@@ -197,21 +238,35 @@ def main(argv=None) -> int:
     members = load_members(args.weights)
     proposals = all_proposals(dataset, args.weights, args)
     images = images_for_timing(dataset, max(1, min(args.timing_images, len(dataset.images))))
-    seconds = {m: time_proposals(m, args.weights, images) for m in METHODS}
-    props = proposal_rows(dataset, proposals)
-    for method, row in props.items():
-        row["seconds"] = seconds[method]
-    dets = detector_rows(dataset, members, proposals, images, seconds)
+    key = run_key(dataset, args.weights, args.val)
+    done = previous_rows(args.out, key) if args.resume else {}
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+
+    def save(**parts):
+        write_json(args.out + ".json", {"key": key, **done, **parts}, indent=2)
+
+    props = done.get("proposals") or measure_proposals(dataset, proposals, args.weights, images)
+    save(proposals=props)
+    seconds = {m: r["seconds"] for m, r in props.items()}
+    dets = detector_rows(dataset, members, proposals, images, seconds, done.get("detectors", {}),
+                         lambda rows: save(proposals=props, detectors=rows))
     base = baseline_row(dataset, args.baseline, images) if args.baseline else None
     rows = claim_rows(props, dets, base)
     command = "python tools/replicate.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = markdown(rows, props, dets, base, command.strip(), len(dataset.images))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    reused = (["proposals"] if "proposals" in done else []) + list(done.get("detectors", {}))
+    text = markdown(rows, props, dets, base, command.strip(), len(dataset.images), reused)
     write_text(args.out + ".md", text)
-    write_json(args.out + ".json", {"proposals": props, "detectors": dets, "baseline": base,
-                                    "claims": rows}, indent=2)
+    save(proposals=props, detectors=dets, baseline=base, claims=rows)
     print(text)
     return 0
+
+
+def measure_proposals(dataset, proposals, weights: str, images) -> dict[str, dict]:
+    """Proposal rows with live seconds per image."""
+    props = proposal_rows(dataset, proposals)
+    for method, row in props.items():
+        row["seconds"] = time_proposals(method, weights, images)
+    return props
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
-TRAIN_IMAGES=${TRAIN_IMAGES:-1500}
+TRAIN_IMAGES=${TRAIN_IMAGES:-2000}
 VAL_IMAGES=${VAL_IMAGES:-300}
 export OMP_NUM_THREADS=${THREADS:-1}
 

@@ -37,3 +37,12 @@ def test_claims_follow_the_measurements():
     assert "| ensemble, merged | 40.0% | 20.0% | 40.0% | 1.50 |" in text
     assert "Faster R-CNN MobileNetV3-FPN (baseline) | 10.0%" in text
     assert "| ss2x | 500 | 79.0% | 39.5% | 0.700 | 0.30 |" in text
+
+
+def test_resume_keeps_rows_only_for_the_same_key(tmp_path):
+    rep = load_replicate()
+    out = str(tmp_path / "rep")
+    (tmp_path / "rep.json").write_text('{"key": {"images": "a"}, "detectors": {"single, ss": {"mAP": 0.3}}}')
+    assert rep.previous_rows(out, {"images": "a"})["detectors"] == {"single, ss": {"mAP": 0.3}}
+    assert rep.previous_rows(out, {"images": "b"}) == {}
+    assert rep.previous_rows(str(tmp_path / "none"), {"images": "a"}) == {}
