@@ -1,7 +1,7 @@
 """Detect objects in images with the Inception R-CNN ensemble.
 
     python tools/detect.py IMAGE_OR_FOLDER [...] [--out DIR] [--json FILE] [--weights PATH]
-        [--proposals ss|ss2x|multibox|merged] [--device cpu] [--config FILE] [--set detector.KEY=VALUE]
+        [--proposals ss|ss2x|multibox|merged] [--draw-threshold 0.3] [--device cpu] [--config FILE] [--set detector.KEY=VALUE]
 
 --weights is a folder holding member_*.pt (and multibox.pt for MultiBox proposals) or a single
 member checkpoint (multibox.pt is then looked up beside it); without it the bundled model in
@@ -11,7 +11,8 @@ assets/model/ is used. Every detection prints one line on stdout:
 
 --json FILE writes a list of {"image", "width", "height", "detections": [{"box", "score", "label",
 "category"}]} (full float precision; images that failed have no entry). --out DIR writes
-DIR/<stem>.png with the boxes drawn. An image that cannot be read or processed gets one stderr
+DIR/<stem>.png with the boxes scoring at least --draw-threshold drawn (default 0.3; the printed
+lines and the JSON keep every detection, as detectron2's demo does). An image that cannot be read or processed gets one stderr
 line naming it and the reason; the others are still processed; the exit code is then 1
 (0 when every image was processed, 2 for bad arguments, weights or config).
 """
@@ -52,6 +53,8 @@ def parse_args(argv):
     p.add_argument("--json", help="write all detections to this JSON file")
     p.add_argument("--weights", help="member checkpoint or folder of member_*.pt (default: bundled)")
     p.add_argument("--proposals", choices=METHODS, help="proposal method (default: detector.proposal_method)")
+    p.add_argument("--draw-threshold", type=float, default=0.3,
+                   help="draw only detections scoring at least this in --out pictures (default 0.3)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     add_config_args(p)
     return p.parse_args(argv)
@@ -80,11 +83,12 @@ def format_line(image: str, det: dict) -> str:
     return f"{image} {det['category']} {det['score']:.4f} [{box}]"
 
 
-def draw(pixels: np.ndarray, entry: dict, path: str) -> None:
-    """Save the image with boxes, class names and scores drawn, atomically, as PNG."""
+def draw(pixels: np.ndarray, entry: dict, path: str, min_score: float = 0.0) -> None:
+    """Save the image with the boxes scoring ``min_score`` or more drawn, atomically, as PNG."""
     img = Image.fromarray(pixels)
     pen = ImageDraw.Draw(img)
-    for det in reversed(entry["detections"]):  # best last, so it is drawn on top
+    shown = [d for d in entry["detections"] if d["score"] >= min_score]
+    for det in reversed(shown):  # best last, so it is drawn on top
         colour = PALETTE[det["label"] % len(PALETTE)]
         x1, y1, x2, y2 = det["box"]
         pen.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=colour, width=2)
@@ -93,7 +97,7 @@ def draw(pixels: np.ndarray, entry: dict, path: str) -> None:
         img.save(tmp, format="PNG")
 
 
-def process(path: str, proposer, members, cfg: DetectorConfig, out: str | None) -> dict:
+def process(path: str, proposer, members, cfg: DetectorConfig, out: str | None, draw_threshold: float) -> dict:
     """Detect in one image; prints its lines and returns its JSON entry."""
     pixels = load_image(path).pixels
     with torch.no_grad():
@@ -102,7 +106,7 @@ def process(path: str, proposer, members, cfg: DetectorConfig, out: str | None) 
     for det in entry["detections"]:
         tqdm.write(format_line(path, det))  # keeps the progress bar intact on a terminal
     if out:
-        draw(pixels, entry, os.path.join(out, Path(path).stem + ".png"))
+        draw(pixels, entry, os.path.join(out, Path(path).stem + ".png"), draw_threshold)
     return entry
 
 
@@ -122,7 +126,7 @@ def main(argv=None) -> int:
     # The bar only on a terminal (disable=None): piped stderr keeps exactly one line per failed image.
     for path in tqdm(paths, desc="detect", unit="img", disable=None if len(paths) > 1 else True, leave=False):
         try:
-            entries.append(process(path, proposer, members, cfg, args.out))
+            entries.append(process(path, proposer, members, cfg, args.out, args.draw_threshold))
         except ImageError as err:
             tqdm.write(f"error: {err}", file=sys.stderr)
             failed += 1

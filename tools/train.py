@@ -2,6 +2,7 @@
 
     python tools/train.py --config configs/detector.yaml --member I [--out runs/detector]
         [--resume] [--device cpu|cuda] [--set train.epochs=3] [--export assets/model/member_I.pt]
+        [--pretrained googlenet.pth]
 
 A split folder holds annotations.json (COCO) and images/ (tools/make_synthetic.py writes them).
 Member I differs from the others as GLN's six did (detector.config.member_variant): seed
@@ -11,6 +12,13 @@ OUT/member_I.pt after every epoch (atomically), OUT/member_I.yaml (effective con
 OUT/member_I_history.json (loss, val loss, val mAP per epoch). --resume continues from
 OUT/member_I.pt (same config required). --export FILE also writes a slim copy (no optimizer
 state, fp16 weights) for assets/model/.
+
+--pretrained PATH starts from torchvision's ImageNet GoogLeNet: a state-dict file you have
+(nothing is downloaded; online, make one with ``torch.save(torchvision.models.googlenet(
+weights="IMAGENET1K_V1").state_dict(), "googlenet.pth")``). It needs ``classifier.width=1.0``;
+the classifier layers are left new (other class count) and the preprocessing becomes the one
+those weights expect (mean = std = 0.5, nets.inception.TORCHVISION_GOOGLENET_MEAN/STD), recorded
+in the member's config so detection uses it too.
 """
 from __future__ import annotations
 
@@ -34,6 +42,7 @@ from detector.classifier import RegionClassifier
 from detector.config import (BBoxRegressionConfig, ClassifierConfig, DetectorConfig, SamplerConfig,
                              TrainConfig, member_variant)
 from detector.sampler import RegionSampler
+from nets.inception import TORCHVISION_GOOGLENET_MEAN, TORCHVISION_GOOGLENET_STD, load_torchvision_googlenet
 from detector.train import (ImageStore, TrainState, fit, make_optimizer, make_validation, resume,
                             state_entry)
 from proposals.build import ProposalsConfig, build_proposer, proposer_key
@@ -71,6 +80,8 @@ def parse_args(argv):
     p.add_argument("--resume", action="store_true", help="continue from OUT/member_I.pt")
     p.add_argument("--device", default="cpu")
     p.add_argument("--export", help="also write a slim fp16 checkpoint here when done")
+    p.add_argument("--pretrained", metavar="PATH",
+                   help="torchvision GoogLeNet ImageNet state dict to start from (needs classifier.width=1.0)")
     add_config_args(p)
     return p.parse_args(argv)
 
@@ -117,13 +128,24 @@ def restore(path: str, cfg: Schema, model, optimizer) -> TrainState:
     return state
 
 
+def pretrained_config(cfg: Schema) -> Schema:
+    """The preprocessing torchvision's GoogLeNet weights were trained with."""
+    classifier = dataclasses.replace(cfg.classifier, mean=TORCHVISION_GOOGLENET_MEAN, std=TORCHVISION_GOOGLENET_STD)
+    return dataclasses.replace(cfg, classifier=classifier)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = member_config(load_config(Schema, args.config, args.overrides), args.member)
+    if args.pretrained:
+        cfg = pretrained_config(cfg)
     torch.manual_seed(cfg.train.seed)
     train_set = read_split(cfg.data.train, cfg.data.max_images)
     val_set = read_split(cfg.data.val) if cfg.data.val else None
-    model = RegionClassifier(train_set.classes, cfg.classifier).to(args.device)
+    model = RegionClassifier(train_set.classes, cfg.classifier)
+    if args.pretrained:
+        load_torchvision_googlenet(model.net, args.pretrained, load_classifier=False)
+    model = model.to(args.device)
     optimizer = make_optimizer(model, cfg.train)
     stem = os.path.join(args.out, f"member_{args.member}")
     state = TrainState()

@@ -114,3 +114,43 @@ def test_test_tool_scores_the_capped_ilsvrc_submission(kit, tmp_path, monkeypatc
                                       str(gt / "meta_det.mat"), str(out / "submission.txt")).mAP
     assert len((out / "submission.txt").read_text().splitlines()) == n_fp + 1  # the red TP is cut
     assert reported == pytest.approx(from_file, abs=1e-12) and reported == pytest.approx(0.5, abs=1e-12)
+
+
+def test_drawing_keeps_only_boxes_above_the_draw_threshold(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("tool_detect", ROOT / "tools" / "detect.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    entry = {"detections": [{"box": [2, 2, 20, 20], "score": 0.9, "label": 0, "category": "a"},
+                            {"box": [30, 30, 60, 60], "score": 0.1, "label": 1, "category": "b"}]}
+    blank = np.zeros((64, 64, 3), np.uint8)
+    tool.draw(blank, entry, str(tmp_path / "all.png"))
+    tool.draw(blank, entry, str(tmp_path / "some.png"), min_score=0.3)
+    all_, some = (np.asarray(Image.open(tmp_path / n)) for n in ("all.png", "some.png"))
+    assert all_[2, 10].any() and some[2, 10].any()  # the 0.9 box's top edge in both
+    assert all_[45, 30].any() and not some[45, 30].any()  # the 0.1 box's left edge only in "all"
+
+
+def test_train_tool_starts_from_torchvision_googlenet_weights(kit, tmp_path, monkeypatch):
+    """--pretrained: torchvision's googlenet() state dict (random here, saved as users save theirs)."""
+    import torch
+    import torchvision
+    from core.errors import InputError
+    from detector.checkpoint import read_checkpoint
+    train = kit.make_split(tmp_path / "train" / "images", 2, seed=11)
+    write_coco(train, tmp_path / "train" / "annotations.json")
+    reference = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True).state_dict()
+    torch.save(reference, tmp_path / "googlenet.pth")
+    tool = kit.load_tool("train")
+    monkeypatch.setattr(tool, "fit", lambda *a, **k: None)  # the loading path, not the training
+    args = ["--member", "0", "--out", str(tmp_path / "run"), "--set", f"data.train={tmp_path / 'train'}",
+            "--set", "data.val=", "--set", "data.proposal_method=ss", "--set", "data.workers=0",
+            "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "train.bbox_regression=false",
+            "--pretrained", str(tmp_path / "googlenet.pth"), "--export", str(tmp_path / "slim.pt")]
+    with pytest.raises(InputError, match="googlenet.pth: does not fit"):
+        tool.main(args + ["--set", "classifier.width=0.25"])
+    assert tool.main(args + ["--set", "classifier.width=1.0"]) == 0
+    blob = read_checkpoint(tmp_path / "slim.pt")
+    assert blob["config"]["classifier"]["mean"] == [0.5, 0.5, 0.5]
+    conv = blob["model"]["net.conv1.conv.weight"].float()
+    assert torch.allclose(conv, reference["conv1.conv.weight"], atol=1e-3)
