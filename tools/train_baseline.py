@@ -1,7 +1,7 @@
 """Train torchvision's Faster R-CNN (MobileNetV3-FPN, from scratch) on a synthetic split, then score it.
 
     python tools/train_baseline.py --train data/train --val data/val --out runs/baseline \
-        [--set baseline.budget_minutes=40] [--resume] [--device cpu]
+        [--set baseline.budget_minutes=85] [--resume] [--device cpu]
 
 The budget is wall-clock minutes of training on this machine, the same budget our models get.
 Writes OUT/checkpoint.pt, OUT/config.yaml and OUT/report.json (ILSVRC-rule mAP, COCO AP/AP50,

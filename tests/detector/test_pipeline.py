@@ -72,7 +72,7 @@ def test_region_boxes_clip_and_cap():
 
 def test_bbox_regression_tightens_boxes(kit, tiny_model, easy_split):
     model, _, _ = tiny_model
-    cfg = BBoxRegressionConfig(ridge_lambda=1.0)
+    cfg = BBoxRegressionConfig(ridge_lambda=0.1)  # 24 training images: little to regularise against
     grid = {a.image_id: kit.grid_boxes() for a in easy_split.images}
     reg = train_box_regressor(model, easy_split, grid, cfg, progress=False)
     assert reg.weights.shape == (2, model.regression_channels + 1, 4)
@@ -88,7 +88,9 @@ def test_bbox_regression_tightens_boxes(kit, tiny_model, easy_split):
         pred = reg.predict(feats[sel], boxes[sel])[torch.arange(int(sel.sum())), lab[sel]]
         before.append(iou[sel])
         after.append(box_iou(pred, matched[sel]).diagonal())
-    assert torch.cat(after).mean() > torch.cat(before).mean() + 0.03
+    before, after = torch.cat(before), torch.cat(after)
+    # Seen here: 0.605 -> 0.651, 80% of 168 boxes closer (the float results vary a little by CPU).
+    assert after.mean() > before.mean() + 0.02 and (after > before).float().mean() > 0.65
     model.box_regressor = reg
     try:
         pixels, _, _ = kit.easy_image(rng, 2)
