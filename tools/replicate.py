@@ -215,7 +215,7 @@ def claim_rows(props: dict, dets: dict, base: dict | None) -> list[tuple[str, st
 
 def markdown(rows, props, dets, base, command: str, n_images: int, reused: list[str] = ()) -> str:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    again = f" Rows kept from an earlier run on the same images and weights: {', '.join(reused)}." if reused else ""
+    again = f" Rows kept from an earlier run on the same images and weights: {'; '.join(reused)}." if reused else ""
     lines = [f"Run `{command}` on {stamp}, commit {git_commit()}, {n_images} val images.{again}", "",
              "| claim | paper | ours |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
