@@ -8,6 +8,7 @@ Also :func:`read_lines`, the text-file reader both devkits' lists and result fil
 """
 from __future__ import annotations
 
+import math
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ def _number(path, where: str, parent, tag: str) -> float:
         value = float(text)
     except ValueError:
         raise InputError(f"{path}: {where}: <{tag}> is not a number: {text!r}") from None
-    if not np.isfinite(value):
+    if not math.isfinite(value):  # math, not numpy: ~10x cheaper on one float, 260k calls on ILSVRC val
         raise InputError(f"{path}: {where}: <{tag}> is not finite: {text!r}")
     return value
 
@@ -88,7 +89,8 @@ def _object(path, index: int, node) -> XmlObject:
     bndbox = node.find("bndbox")
     if bndbox is None:
         raise InputError(f"{path}: {where}: missing <bndbox>")
-    box = np.array([_number(path, f"{where} bndbox", bndbox, t) for t in BOX_FIELDS], np.float64)
+    box_where = f"{where} bndbox"
+    box = np.array([_number(path, box_where, bndbox, t) for t in BOX_FIELDS], np.float64)
     if box[2] < box[0]:
         raise InputError(f"{path}: {where}: xmax < xmin ({box[2]:g} < {box[0]:g})")
     if box[3] < box[1]:
