@@ -1,7 +1,8 @@
 """Detect objects in images with the Inception R-CNN ensemble.
 
     python tools/detect.py IMAGE_OR_FOLDER [...] [--out DIR] [--json FILE] [--weights PATH]
-        [--proposals ss|ss2x|multibox|merged] [--draw-threshold 0.3] [--device cpu] [--config FILE] [--set detector.KEY=VALUE]
+        [--proposals ss|ss2x|multibox|merged] [--draw-threshold 0.3] [--device cpu] [--config FILE]
+        [--set detector.KEY=VALUE]
 
 --weights is a folder holding member_*.pt (and multibox.pt for MultiBox proposals) or a single
 member checkpoint (multibox.pt is then looked up beside it); without it the bundled model in
@@ -12,9 +13,10 @@ assets/model/ is used. Every detection prints one line on stdout:
 --json FILE writes a list of {"image", "width", "height", "detections": [{"box", "score", "label",
 "category"}]} (full float precision; images that failed have no entry). --out DIR writes
 DIR/<stem>.png with the boxes scoring at least --draw-threshold drawn (default 0.3; the printed
-lines and the JSON keep every detection, as detectron2's demo does). An image that cannot be read or processed gets one stderr
-line naming it and the reason; the others are still processed; the exit code is then 1
-(0 when every image was processed, 2 for bad arguments, weights or config).
+lines and the JSON keep every detection, as detectron2's demo does). An image that cannot be
+read or processed gets one stderr line naming it and the reason; the others are still
+processed; the exit code is then 1 (0 when every image was processed, 2 for bad arguments,
+weights or config).
 """
 from __future__ import annotations
 

@@ -42,9 +42,9 @@ from detector.classifier import RegionClassifier
 from detector.config import (BBoxRegressionConfig, ClassifierConfig, DetectorConfig, SamplerConfig,
                              TrainConfig, member_variant)
 from detector.sampler import RegionSampler
-from nets.inception import TORCHVISION_GOOGLENET_MEAN, TORCHVISION_GOOGLENET_STD, load_torchvision_googlenet
 from detector.train import (ImageStore, TrainState, fit, make_optimizer, make_validation, resume,
                             state_entry)
+from nets.inception import TORCHVISION_GOOGLENET_MEAN, TORCHVISION_GOOGLENET_STD, load_torchvision_googlenet
 from proposals.build import ProposalsConfig, build_proposer, proposer_key
 from proposals.cache import dataset_proposals
 
@@ -130,7 +130,8 @@ def restore(path: str, cfg: Schema, model, optimizer) -> TrainState:
 
 def pretrained_config(cfg: Schema) -> Schema:
     """The preprocessing torchvision's GoogLeNet weights were trained with."""
-    classifier = dataclasses.replace(cfg.classifier, mean=TORCHVISION_GOOGLENET_MEAN, std=TORCHVISION_GOOGLENET_STD)
+    classifier = dataclasses.replace(cfg.classifier, mean=TORCHVISION_GOOGLENET_MEAN,
+                                     std=TORCHVISION_GOOGLENET_STD)
     return dataclasses.replace(cfg, classifier=classifier)
 
 

@@ -116,11 +116,8 @@ def test_test_tool_scores_the_capped_ilsvrc_submission(kit, tmp_path, monkeypatc
     assert reported == pytest.approx(from_file, abs=1e-12) and reported == pytest.approx(0.5, abs=1e-12)
 
 
-def test_drawing_keeps_only_boxes_above_the_draw_threshold(tmp_path):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("tool_detect", ROOT / "tools" / "detect.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+def test_drawing_keeps_only_boxes_above_the_draw_threshold(kit, tmp_path):
+    tool = kit.load_tool("detect")
     entry = {"detections": [{"box": [2, 2, 20, 20], "score": 0.9, "label": 0, "category": "a"},
                             {"box": [30, 30, 60, 60], "score": 0.1, "label": 1, "category": "b"}]}
     blank = np.zeros((64, 64, 3), np.uint8)
