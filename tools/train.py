@@ -112,8 +112,10 @@ def member_config(schema: Schema, member: int) -> Schema:
 
 
 def _comparable(config: dict) -> dict:
-    """A config without what may change on resume (more epochs; where and how to validate)."""
-    train = {k: v for k, v in config.get("train", {}).items() if k not in ("epochs", "val_images")}
+    """A config without what may change on resume: more epochs, where and how to validate, and
+    whether to fit box regressors (they are fitted after the last epoch and do not touch the net)."""
+    resumable = ("epochs", "val_images", "bbox_regression")
+    train = {k: v for k, v in config.get("train", {}).items() if k not in resumable}
     return {**{k: v for k, v in config.items() if k not in ("data", "detector")}, "train": train}
 
 
