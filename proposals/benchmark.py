@@ -30,7 +30,7 @@ from tqdm import tqdm
 from core.boxes import as_boxes, box_iou, cv_rect_to_xyxy, scale_boxes
 from core.config import add_config_args, load_config
 from core.errors import InputError
-from core.formats.coco import read_coco
+from core.formats.coco import read_split
 from core.image import load_image
 from core.io import write_json
 from core.structures import DetectionDataset
@@ -55,17 +55,6 @@ class MethodResult:
 
 
 # ---------------------------------------------------------------- data
-
-def read_split(folder) -> DetectionDataset:
-    """A split folder with ``annotations.json`` (COCO) and its images (beside it or in ``images/``)."""
-    folder = Path(folder)
-    ann = folder / "annotations.json"
-    if not ann.is_file():
-        raise InputError(f"{ann}: no such file (expected a split folder with annotations.json)")
-    dataset = read_coco(str(ann), image_root=str(folder))
-    if dataset.images and not (folder / dataset.images[0].file_name).exists():
-        dataset.image_root = str(folder / "images")
-    return dataset
 
 
 def make_synthetic(out: Path, images: int, seed: int) -> Path:
@@ -166,7 +155,7 @@ def _proposer_or_note(method: str, cfg: ProposalsConfig, args) -> tuple[object, 
     if method in ("multibox", "merged"):
         try:
             multibox_weights_path(args.multibox_weights)
-        except InputError as err:
+        except InputError:
             return None, "skipped: no MultiBox weights (--multibox-weights FILE)"
     return build_proposer(method, cfg, args.multibox_weights, args.device), ""
 

@@ -29,8 +29,7 @@ import numpy as np
 import torch
 
 from core.cli import run
-from core.errors import InputError
-from core.formats.coco import read_coco
+from core.formats.coco import read_split
 from core.image import load_image
 from core.io import write_json, write_text
 from core.checkpoint import git_commit, load_weights_only
@@ -80,16 +79,6 @@ def previous_rows(out: str, key: dict) -> dict:
         log.warning("%s: measured on other images or weights; measuring everything again", path)
         return {}
     return saved
-
-
-def read_split(folder: str, limit: int):
-    path = os.path.join(folder, "annotations.json")
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such file (make it with tools/make_synthetic.py)")
-    dataset = read_coco(path, image_root=os.path.join(folder, "images"))
-    if limit:
-        dataset.images = dataset.images[:limit]
-    return dataset
 
 
 def all_proposals(dataset, weights: str, args) -> dict[str, dict]:

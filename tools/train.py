@@ -33,8 +33,7 @@ import torch
 
 from core.cli import run
 from core.config import ConfigError, add_config_args, config_to_dict, load_config, save_config
-from core.errors import InputError
-from core.formats.coco import read_coco
+from core.formats.coco import read_split
 from core.io import write_json
 from detector.bbox_regression import train_box_regressor
 from detector.checkpoint import read_checkpoint, save_checkpoint
@@ -84,16 +83,6 @@ def parse_args(argv):
                    help="torchvision GoogLeNet ImageNet state dict to start from (needs classifier.width=1.0)")
     add_config_args(p)
     return p.parse_args(argv)
-
-
-def read_split(folder: str, limit: int = 0):
-    path = os.path.join(folder, "annotations.json")
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such file (make a split with tools/make_synthetic.py)")
-    dataset = read_coco(path, image_root=os.path.join(folder, "images"))
-    if limit:
-        dataset.images = dataset.images[:limit]
-    return dataset
 
 
 def split_proposals(dataset, cfg: Schema) -> dict:

@@ -21,20 +21,13 @@ from core.checkpoint import load_weights_only
 from core.cli import run
 from core.config import add_config_args, load_config, save_config
 from core.errors import InputError
-from core.formats.coco import read_coco
+from core.formats.coco import read_split
 from core.io import atomic_path, write_json
 
 
 @dataclasses.dataclass(frozen=True)
 class Schema:
     baseline: BaselineConfig = BaselineConfig()
-
-
-def _read_split(folder: str):
-    path = os.path.join(folder, "annotations.json")
-    if not os.path.exists(path):
-        raise InputError(f"{path}: no such file (make it with tools/make_synthetic.py)")
-    return read_coco(path, image_root=os.path.join(folder, "images"))
 
 
 def _save(path, model, optimizer, it, seconds, cfg, classes) -> None:
@@ -65,7 +58,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     cfg = load_config(Schema, args.config, args.overrides).baseline
     torch.manual_seed(cfg.seed)
-    trainset = _read_split(args.train)
+    trainset = read_split(args.train)
     os.makedirs(args.out, exist_ok=True)
     save_config(Schema(cfg), os.path.join(args.out, "config.yaml"))
     model = build_model(len(trainset.classes), cfg)
@@ -84,7 +77,7 @@ def main(argv=None) -> int:
         train(model, trainset, cfg, args.device, start, optimizer, spent=spent,
               on_checkpoint=lambda it, opt, sec: _save(ckpt_path, model, opt, it, sec, cfg, trainset.classes))
     if args.val:
-        report = score(model, _read_split(args.val), args.device)
+        report = score(model, read_split(args.val), args.device)
         write_json(os.path.join(args.out, "report.json"), report, indent=2)
         print(" ".join(f"{k}={v:.4f}" for k, v in report.items()))
     return 0

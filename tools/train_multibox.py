@@ -24,7 +24,7 @@ from tqdm import tqdm
 from core.cli import run
 from core.config import add_config_args, load_config, save_config
 from core.errors import InputError
-from core.formats.coco import read_coco
+from core.formats.coco import read_split
 from core.io import write_json
 from core.checkpoint import git_commit
 from proposals.multibox import (MultiBoxConfig, MultiBoxProposer, MultiBoxTrainConfig, build_net,
@@ -45,17 +45,6 @@ class Schema:
     data: DataConfig = DataConfig()
     multibox: MultiBoxConfig = MultiBoxConfig()
     train: MultiBoxTrainConfig = MultiBoxTrainConfig()
-
-
-def read_split(folder: str, limit: int = 0):
-    """The COCO split in ``folder`` (optionally its first ``limit`` images)."""
-    path = os.path.join(folder, "annotations.json")
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such file (make a split with tools/make_synthetic.py)")
-    dataset = read_coco(path, image_root=os.path.join(folder, "images"))
-    if limit:
-        dataset.images = dataset.images[:limit]
-    return dataset
 
 
 def val_recall(proposer: MultiBoxProposer, dataset, images, sizes) -> dict[str, float]:

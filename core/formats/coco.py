@@ -245,6 +245,23 @@ def write_coco_results(path, dataset: DetectionDataset, dets: dict[int, Detectio
     write_json(path, results)
 
 
+def read_split(folder, limit: int = 0) -> DetectionDataset:
+    """A split folder: ``annotations.json`` (COCO) with its images in ``images/`` or beside it.
+
+    The layout ``tools/make_synthetic.py`` writes; ``limit`` keeps the first ``limit`` images.
+    """
+    path = os.path.join(folder, "annotations.json")
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such file (make a split with tools/make_synthetic.py)")
+    dataset = read_coco(path, image_root=os.path.join(folder, "images"))
+    first = dataset.images[0].file_name if dataset.images else ""
+    if first and not os.path.exists(os.path.join(dataset.image_root, first)):
+        dataset.image_root = str(folder)  # images beside annotations.json
+    if limit:
+        dataset.images = dataset.images[:limit]
+    return dataset
+
+
 def read_coco_results(path, dataset: DetectionDataset) -> dict[int, Detections]:
     """Read a COCO results list against ``dataset``.
 

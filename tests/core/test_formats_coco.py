@@ -5,7 +5,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from core.errors import InputError
-from core.formats.coco import read_coco, read_coco_results, write_coco, write_coco_results
+from core.formats.coco import read_coco, read_coco_results, read_split, write_coco, write_coco_results
 from core.structures import DetectionDataset, Detections, ImageAnnotations
 
 
@@ -45,6 +45,19 @@ def test_round_trip_and_pycocotools_loads_it(tmp_path):
     assert anns[1]["iscrowd"] == 1 and anns[0]["area"] == 1234.5
     data = json.loads(path.read_text())
     assert {"info", "licenses", "categories", "images", "annotations"} <= set(data)
+
+
+@pytest.mark.parametrize("images_dir", ["images", ""])
+def test_read_split_finds_images_in_either_layout_and_keeps_the_first_n(tmp_path, images_dir):
+    ds = _dataset()
+    write_coco(ds, tmp_path / "annotations.json")
+    (tmp_path / images_dir / "a").mkdir(parents=True)
+    (tmp_path / images_dir / "a" / "one.jpg").write_bytes(b"")
+    split = read_split(tmp_path, limit=2)
+    assert split.image_root == str(tmp_path / images_dir).rstrip("/")
+    assert [i.image_id for i in split.images] == [11, 4]
+    with pytest.raises(InputError, match="annotations.json: no such file"):
+        read_split(tmp_path / "missing")
 
 
 def test_reads_hand_written_file(tmp_path):
