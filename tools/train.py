@@ -2,7 +2,7 @@
 
     python tools/train.py --config configs/detector.yaml --member I [--out runs/detector]
         [--resume] [--device cpu|cuda] [--set train.epochs=3] [--export assets/model/member_I.pt]
-        [--pretrained googlenet.pth]
+        [--pretrained googlenet.pth] [--proposals-only]
 
 A split folder holds annotations.json (COCO) and images/ (tools/make_synthetic.py writes them).
 Member I differs from the others as GLN's six did (detector.config.member_variant): seed
@@ -11,7 +11,8 @@ val splits come from the proposal cache (computed once, shared by all members). 
 OUT/member_I.pt after every epoch (atomically), OUT/member_I.yaml (effective config) and
 OUT/member_I_history.json (loss, val loss, val mAP per epoch). --resume continues from
 OUT/member_I.pt (same config required). --export FILE also writes a slim copy (no optimizer
-state, fp16 weights) for assets/model/.
+state, fp16 weights) for assets/model/. --proposals-only fills the proposal cache and stops (so that
+members started side by side do not compute the same proposals twice).
 
 --pretrained PATH starts from torchvision's ImageNet GoogLeNet: a state-dict file you have
 (nothing is downloaded; online, make one with ``torch.save(torchvision.models.googlenet(
@@ -79,6 +80,8 @@ def parse_args(argv):
     p.add_argument("--resume", action="store_true", help="continue from OUT/member_I.pt")
     p.add_argument("--device", default="cpu")
     p.add_argument("--export", help="also write a slim fp16 checkpoint here when done")
+    p.add_argument("--proposals-only", action="store_true",
+                   help="only compute the splits' proposals into the cache (data.workers processes), then stop")
     p.add_argument("--pretrained", metavar="PATH",
                    help="torchvision GoogLeNet ImageNet state dict to start from (needs classifier.width=1.0)")
     add_config_args(p)
@@ -134,6 +137,10 @@ def main(argv=None) -> int:
     torch.manual_seed(cfg.train.seed)
     train_set = read_split(cfg.data.train, cfg.data.max_images)
     val_set = read_split(cfg.data.val) if cfg.data.val else None
+    if args.proposals_only:  # fills the shared cache once, before members train side by side
+        for dataset in [d for d in (train_set, val_set) if d is not None]:
+            split_proposals(dataset, cfg)
+        return 0
     model = RegionClassifier(train_set.classes, cfg.classifier)
     if args.pretrained:
         load_torchvision_googlenet(model.net, args.pretrained, load_classifier=False)

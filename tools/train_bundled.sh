@@ -8,8 +8,9 @@
 # members 0..5, each with its own seed, context padding and crop jitter); export slim fp16
 # copies with their configs, class names and the commit they were trained from to assets/model/.
 # Environment: PY (python), DATA (split folder root), RUNS (training outputs),
-# TRAIN_IMAGES / VAL_IMAGES (split sizes), THREADS (torch threads per job), SETS (extra --set
-# overrides for every member, e.g. "train.epochs=12").
+# TRAIN_IMAGES / VAL_IMAGES (split sizes), JOBS (members trained side by side, default 2: one per
+# core here), THREADS (torch threads per job), SETS (extra --set overrides for every member, e.g.
+# "classifier.input_size=96 classifier.padding=7").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -17,6 +18,7 @@ DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 TRAIN_IMAGES=${TRAIN_IMAGES:-2000}
 VAL_IMAGES=${VAL_IMAGES:-300}
+JOBS=${JOBS:-2}
 export OMP_NUM_THREADS=${THREADS:-1}
 
 split() {  # split NAME IMAGES SEED
@@ -35,7 +37,23 @@ mkdir -p assets/model
 overrides=(--set "data.train=$DATA/train" --set "data.val=$DATA/val"
            --set "data.multibox_weights=assets/model/multibox.pt")
 for extra in ${SETS:-}; do overrides+=(--set "$extra"); done
-for member in 0 1 2 3 4 5; do
-    "$PY" tools/train.py --config configs/detector.yaml --member "$member" --out "$RUNS/detector" \
-        --resume "${overrides[@]}" --export "assets/model/member_$member.pt"
-done
+member() {  # member I: train (or resume) member I and export it
+    "$PY" tools/train.py --config configs/detector.yaml --member "$1" --out "$RUNS/detector" \
+        --resume "${overrides[@]}" --export "assets/model/member_$1.pt"
+}
+# The train/val proposals once, in JOBS processes, so members side by side do not both compute them.
+"$PY" tools/train.py --config configs/detector.yaml --member 0 --out "$RUNS/detector" --proposals-only \
+    "${overrides[@]}" --set "data.workers=$JOBS"
+if [ "$JOBS" -le 1 ]; then
+    for m in 0 1 2 3 4 5; do member "$m"; done
+else  # JOBS at a time, each logging to its own file; a failed member stops the script
+    mkdir -p "$RUNS/detector"
+    running=()
+    for m in 0 1 2 3 4 5; do
+        echo "member $m: training, progress in $RUNS/detector/member_$m.log"
+        member "$m" > "$RUNS/detector/member_$m.log" 2>&1 &
+        running+=($!)
+        if [ ${#running[@]} -ge "$JOBS" ]; then wait "${running[0]}"; running=("${running[@]:1}"); fi
+    done
+    for pid in "${running[@]}"; do wait "$pid"; done
+fi

@@ -87,6 +87,16 @@ def test_train_tool_trains_resumes_and_exports(kit, tmp_path):
     assert [h["epoch"] for h in history] == [1, 2]
 
 
+def test_train_tool_proposals_only_fills_the_cache_and_trains_nothing(kit, tmp_path):
+    train = kit.make_split(tmp_path / "train" / "images", 3, seed=11)
+    write_coco(train, tmp_path / "train" / "annotations.json")
+    args = ["--member", "0", "--out", str(tmp_path / "run"), "--proposals-only",
+            "--set", f"data.train={tmp_path / 'train'}", "--set", "data.val=", "--set", "data.proposal_method=ss",
+            "--set", "data.workers=0", "--set", f"data.cache_dir={tmp_path / 'cache'}"]
+    assert kit.load_tool("train").main(args) == 0
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 3 and not (tmp_path / "run").exists()
+
+
 def test_test_tool_scores_the_capped_ilsvrc_submission(kit, tmp_path, monkeypatch):
     """tools/test.py: the ILSVRC score is that of the written (top 30,000 per class) submission."""
     import types
