@@ -197,7 +197,7 @@ def claim_rows(props: dict, dets: dict, base: dict | None) -> list[tuple[str, st
     for name, row in dets.items():
         rows.append((f"6. seconds per image: {name}", "-", f"{row['seconds']:.2f} s (mAP {_pct(row['mAP'])})"))
     if base:
-        rows.append(("6. Faster R-CNN MobileNetV3-FPN, same budget", "-",
+        rows.append(("6. Faster R-CNN MobileNetV3-FPN baseline", "-",
                      f"{base['seconds']:.2f} s (mAP {_pct(base['mAP'])})"))
     return rows
 
