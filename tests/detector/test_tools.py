@@ -79,8 +79,10 @@ def test_train_tool_trains_resumes_and_exports(kit, tmp_path):
     assert blob["config"]["train"]["seed"] == 1000 and blob["config"]["classifier"]["padding"] == 1
     with pytest.raises(ConfigError, match="another config"):  # run() makes it one line, exit 2
         tool.main(args + ["--set", "train.lr=0.5", "--resume"])
-    more = args + ["--set", "train.epochs=2", "--resume", "--export", str(tmp_path / "slim.pt")]
+    more = args + ["--set", "train.epochs=2", "--resume", "--export", str(tmp_path / "slim.pt"),
+                   "--set", "train.bbox_regression=false"]  # a resume may drop (or add) the box regressors
     assert tool.main(more) == 0
+    assert read_checkpoint(tmp_path / "slim.pt")["bbox_regressor"] is None
     member = load_member(tmp_path / "slim.pt")
     assert member.meta["epoch"] == 2 and read_checkpoint(tmp_path / "slim.pt")["optimizer"] is None
     history = json.loads((tmp_path / "run" / "member_1_history.json").read_text())
