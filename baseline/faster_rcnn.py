@@ -31,8 +31,8 @@ class BaselineConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_iters: int = 100
-    budget_minutes: float = 85.0  # wall-clock training budget (counts across resumes): about what
-                                  # tools/train_bundled.sh takes for MultiBox + proposals + six members
+    budget_minutes: float = 85.0  # wall-clock training budget (counts across resumes): what the 6-epoch
+                                  # bundle took; the 12-epoch tools/train_bundled.sh takes ~210 (README)
     lr_drop_at: float = 0.8      # the rate drops x0.1 after this fraction of the budget (step policy)
     score_thresh: float = 0.01   # keep low scores: AP needs the tail
     detections_per_img: int = 100

@@ -56,7 +56,6 @@ class MethodResult:
 
 # ---------------------------------------------------------------- data
 
-
 def make_synthetic(out: Path, images: int, seed: int) -> Path:
     """Generate a synthetic val split with ``tools/make_synthetic.py``; return its folder."""
     tool = REPO / "tools" / "make_synthetic.py"

@@ -3,7 +3,9 @@
     python tools/train_baseline.py --train data/train --val data/val --out runs/baseline \
         [--set baseline.budget_minutes=85] [--resume] [--device cpu]
 
-The budget is wall-clock minutes of training on this machine, the same budget our models get.
+The budget is wall-clock minutes of training on this machine; for the same budget our models get,
+set it to what tools/train_bundled.sh took (~210 for the 12-epoch bundle; the default 85 is the
+earlier 6-epoch bundle's). A --resume with a larger budget continues training.
 Writes OUT/checkpoint.pt, OUT/config.yaml and OUT/report.json (ILSVRC-rule mAP, COCO AP/AP50,
 seconds per image on the val split).
 """

@@ -50,8 +50,8 @@ else  # JOBS at a time, each logging to its own file; a failed member stops the 
     mkdir -p "$RUNS/detector"
     running=()
     for m in 0 1 2 3 4 5; do
-        echo "member $m: training, progress in $RUNS/detector/member_$m.log"
         log="$RUNS/detector/member_$m.log"
+        echo "member $m: training, progress in $log"
         (member "$m" > "$log" 2>&1 || { echo "member $m failed: $(tail -n 1 "$log")" >&2; exit 1; }) &
         running+=($!)
         if [ ${#running[@]} -ge "$JOBS" ]; then wait "${running[0]}"; running=("${running[@]:1}"); fi

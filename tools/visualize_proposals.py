@@ -21,9 +21,8 @@ from tqdm import tqdm
 import core.cli
 from core.config import add_config_args, load_config, save_run_config
 from core.errors import InputError
-from core.formats.coco import read_coco
+from core.formats.coco import read_coco, read_split
 from core.image import list_images, load_image
-from proposals.benchmark import read_split
 from proposals.build import METHODS, ProposalsConfig, build_proposer
 from proposals.visualize import contact_sheet, draw_proposals, save_png
 
