@@ -1,55 +1,53 @@
-"""Region-classifier checkpoints: save atomically, load safely.
+"""Region-classifier checkpoints: save atomically, load safely (core.checkpoint's format).
 
-A checkpoint is a plain dict saved with ``torch.save``::
-
-    {"format": "inception-rcnn/region-classifier", "model": state dict, "config": plain dict
-     (its "classifier" section rebuilds the network), "classes": [K names], "member": int,
-     "epoch": int, "optimizer": state dict or None, "commit": str,
-     "bbox_regressor": dict of tensors or None}
-
-Loading uses ``torch.load(weights_only=True)``: a file whose unpickling would import or call
-anything (e.g. ``os.system``) is refused by PyTorch before any of it runs, and we turn every
-refusal into one :class:`InputError` line naming the file.
+A member checkpoint is core.checkpoint's dict (``format = "inception-rcnn/region-classifier"``,
+``config`` whose "classifier" section rebuilds the network, ``model``, ``optimizer``,
+``train_state``, ``commit``) plus ``"classes"`` (K names), ``"member"``, ``"epoch"`` and
+``"bbox_regressor"`` (dict of tensors or None). Files written before ``train_state`` was
+common to every checkpoint (the bundled members among them) load unchanged (:func:`upgrade`).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
-import torch
-
-from core.checkpoint import git_commit, load_weights_only
+from core import checkpoint as common
 from core.config import ConfigError, build_dataclass
 from core.errors import InputError
-from core.io import atomic_path
 from detector.bbox_regression import BoxRegressor
 from detector.classifier import RegionClassifier
 from detector.config import ClassifierConfig
 
-FORMAT = "inception-rcnn/region-classifier"
-REQUIRED = ("model", "config", "classes", "member", "epoch")
+KIND = "region-classifier"
+FORMAT = common.FORMAT_PREFIX + KIND
+REQUIRED = ("classes", "member", "epoch")
 
 
 def save_checkpoint(path, model: RegionClassifier, config: dict, member: int, epoch: int,
                     optimizer: dict | None = None, bbox_regressor: dict | None = None,
-                    half: bool = False, commit: str | None = None, extra: dict | None = None) -> None:
+                    half: bool = False, commit: str | None = None, train_state: dict | None = None) -> None:
     """Write a checkpoint atomically (a crash never leaves a half-written file).
 
     Args:
         config: the effective training config as a plain dict; its "classifier" section is
             replaced by the model's own.
         half: store floating-point weights as float16 (halves the file; loaded back as float32).
-        extra: more plain entries (e.g. the trainer's "train_state": iteration and history).
+        train_state: the engine's progress (:meth:`core.engine.TrainState.to_dict`); default
+            ``{"epoch": epoch}``.
     """
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    if half:
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    blob = {"format": FORMAT, "model": state, "config": {**config, "classifier": model.config_dict()},
-            "classes": list(model.classes), "member": int(member), "epoch": int(epoch),
-            "optimizer": optimizer, "commit": commit or git_commit(),
-            "bbox_regressor": bbox_regressor, **(extra or {})}
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
+    common.save_checkpoint(path, KIND, model.state_dict(), {**config, "classifier": model.config_dict()},
+                           optimizer, train_state or {"epoch": int(epoch)}, half, commit,
+                           extra={"classes": list(model.classes), "member": int(member), "epoch": int(epoch),
+                                  "bbox_regressor": bbox_regressor})
+
+
+def upgrade(blob: dict) -> dict | None:
+    """A member file of the earlier layout (no ``train_state`` or no epoch in it) in today's."""
+    if blob.get("format") != FORMAT or isinstance(blob.get("train_state"), dict) and "epoch" in blob["train_state"]:
+        return None
+    entry = blob.get("train_state") if isinstance(blob.get("train_state"), dict) else {}
+    return {"optimizer": None, "commit": "unknown", **blob,
+            "train_state": {**entry, "epoch": blob.get("epoch", 0)}}
 
 
 def read_checkpoint(path) -> dict:
@@ -59,11 +57,7 @@ def read_checkpoint(path) -> dict:
         InputError: missing file, not a torch file, an unsafe pickle, or not a detector checkpoint.
     """
     path = os.fspath(path)
-    blob = load_weights_only(path)
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        missing = [k for k in REQUIRED if not isinstance(blob, dict) or k not in blob]
-        raise InputError(f"{path}: not a region-classifier checkpoint"
-                         + (f" (missing {', '.join(missing)})" if missing else ""))
+    blob = common.read_checkpoint(path, KIND, upgrade)
     missing = [k for k in REQUIRED if k not in blob]
     if missing:
         raise InputError(f"{path}: incomplete checkpoint (missing {', '.join(missing)})")
@@ -92,20 +86,11 @@ def build_from_checkpoint(path, blob: dict) -> RegionClassifier:
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise InputError(f"{path}: checkpoint has no class list")
     model = RegionClassifier(classes, _classifier_config(path, blob))
-    own, state = model.state_dict(), blob["model"]
-    if not isinstance(state, dict):
-        raise InputError(f"{path}: checkpoint 'model' is not a state dict")
-    bad = [k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
-    extra = [k for k in state if k not in own]
-    if bad or extra:
-        key = (bad or extra)[0]
-        got = tuple(state[key].shape) if key in state else "missing"
-        want = tuple(own[key].shape) if key in own else "absent"
+    problem = common.state_mismatch(model.state_dict(), blob["model"])
+    if problem:
         raise InputError(f"{path}: weights do not fit the architecture it declares "
-                         f"({len(classes)} classes, width {model.cfg.width}): {key} is {got}, "
-                         f"expected {want}")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return model
+                         f"({len(classes)} classes, width {model.cfg.width}): {problem}")
+    return common.load_model_state(model, blob["model"], path)
 
 
 def load_member(path, device="cpu", expect_classes: list[str] | None = None) -> LoadedMember:

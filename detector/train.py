@@ -1,26 +1,28 @@
-"""Training one region classifier (one ensemble member) on fg/bg minibatches (METHOD §2.3).
+"""Training one region classifier (one ensemble member) on fg/bg minibatches, on core.engine.
 
 Shape letters: B regions in a minibatch (128), S the warped size, K classes.
 Loop per epoch: the sampler's minibatches → warp each image's regions (with flips and crop
 jitter) → ``[B, 3, S, S]`` → (K+1)-way softmax loss + 0.3 × each auxiliary loss (GLN) → SGD
 with momentum. After every epoch: validation loss on fixed val minibatches, validation mAP
 (ILSVRC rules) of this member alone on cached val proposals, and an atomic checkpoint. All
-randomness of epoch ``e`` derives from ``(seed, e)``, so a resumed run equals an uninterrupted one.
+randomness of epoch ``e`` derives from ``(seed, e)`` (:func:`core.engine.epoch_seed`), so a
+resumed run equals an uninterrupted one.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm import tqdm
 
+from core.engine import Recipe, TrainState, epoch_generator, train_one_epoch
+from core.engine import fit as run_engine
+from core.engine import resume as engine_resume
 from core.errors import InputError
 from core.image import load_image
 from core.structures import DetectionDataset, Detections
@@ -86,9 +88,14 @@ def learning_rate(cfg: TrainConfig, epoch: int, iteration: int) -> float:
 
 def train_step(model: RegionClassifier, optimizer: torch.optim.Optimizer, crops: Tensor,
                labels: Tensor, aux_weight: float = 0.3) -> float:
-    """One SGD step on a minibatch; returns the loss."""
+    """One SGD step on a minibatch ``[B, 3, S, S]``; returns the loss.
+
+    The model and crops are put in channels-last layout (NHWC), in which CPU convolutions run
+    faster; the weights keep their values and checkpoints store the default layout.
+    """
     model.train()
-    loss = region_loss(model(crops), labels, aux_weight)
+    model.to(memory_format=torch.channels_last)
+    loss = region_loss(model(crops.contiguous(memory_format=torch.channels_last)), labels, aux_weight)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -117,35 +124,34 @@ def validation_loss(model: RegionClassifier, store: ImageStore, sampler: RegionS
     return float(np.mean(losses)) if losses else float("nan")
 
 
-@dataclass
-class TrainState:
-    """What a checkpoint restores: the epoch to start from, the global step, the history."""
+def member_recipe(model: RegionClassifier, optimizer: torch.optim.Optimizer, sampler: RegionSampler,
+                  store: ImageStore, cfg: TrainConfig, jitter: float, save=lambda state: None,
+                  evaluate=None, device="cpu") -> Recipe:
+    """The engine's :class:`core.engine.Recipe` for one member.
 
-    epoch: int = 0
-    iteration: int = 0
-    history: list[dict] = field(default_factory=list)
+    Epoch ``e``'s minibatches come from ``sampler.epoch(e)`` and its crop jitter from the
+    generator seeded ``epoch_seed(seed, e, 7)``; the learning rate follows :func:`learning_rate`.
+    """
+    def batches(state: TrainState):
+        gen = epoch_generator(cfg.seed, state.epoch, 7)  # crop jitter
+        for samples in sampler.epoch(state.epoch):
+            yield make_batch(model, store, samples, jitter, gen, device)
+
+    def step(batch, state: TrainState) -> dict[str, float]:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, state.epoch, state.iteration)
+        return {"loss": train_step(model, optimizer, *batch, cfg.aux_weight)}
+
+    return Recipe(cfg.epochs, batches, step, save, evaluate, seed=cfg.seed, steps_per_epoch=len(sampler),
+                  name="member")
 
 
 def train_epoch(model: RegionClassifier, optimizer: torch.optim.Optimizer, sampler: RegionSampler,
                 store: ImageStore, cfg: TrainConfig, jitter: float, state: TrainState,
                 device="cpu") -> float:
-    """One pass over the training images; returns the mean loss. Updates ``state.iteration``."""
-    torch.manual_seed(cfg.seed * 100003 + state.epoch)  # dropout: resumable and per-member
-    gen = torch.Generator().manual_seed(cfg.seed * 100003 + state.epoch + 7)  # crop jitter
-    losses = []
-    bar = tqdm(sampler.epoch(state.epoch), total=len(sampler), desc=f"epoch {state.epoch + 1}",
-               leave=False, dynamic_ncols=True)
-    for samples in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(cfg, state.epoch, state.iteration)
-        crops, labels = make_batch(model, store, samples, jitter, gen, device)
-        loss = train_step(model, optimizer, crops, labels, cfg.aux_weight)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss} at epoch {state.epoch + 1}; lower train.lr")
-        losses.append(loss)
-        state.iteration += 1
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    return float(np.mean(losses)) if losses else float("nan")
+    """One pass over the training images (epoch ``state.epoch``); returns the mean loss."""
+    means, _ = train_one_epoch(member_recipe(model, optimizer, sampler, store, cfg, jitter, device=device), state)
+    return means.get("loss", float("nan"))
 
 
 def validation_map(model: RegionClassifier, dataset: DetectionDataset, proposals: dict,
@@ -191,30 +197,24 @@ def fit(model: RegionClassifier, optimizer: torch.optim.Optimizer, sampler: Regi
         val: ValidationData | None = None, det_cfg: DetectorConfig = DetectorConfig(),
         device="cpu") -> TrainState:
     """Train from ``state.epoch`` to ``cfg.epochs``; after each epoch validate and call ``save(state)``."""
-    for _ in tqdm(range(state.epoch, cfg.epochs), desc="epochs", initial=state.epoch,
-                  total=cfg.epochs, dynamic_ncols=True):
-        row = {"epoch": state.epoch + 1, "lr": learning_rate(cfg, state.epoch, state.iteration)}
-        row["loss"] = train_epoch(model, optimizer, sampler, store, cfg, jitter, state, device)
+    def evaluate(state: TrainState) -> dict:
+        row = {"lr": learning_rate(cfg, state.epoch, state.iteration)}
         if val is not None:
             row["val_loss"] = validation_loss(model, val.store, val.sampler, cfg.val_batches, device)
             row["val_map"] = validation_map(model, val.dataset, val.proposals, det_cfg)
-        state.epoch += 1
-        state.history.append(row)
-        save(state)
-        log.info("epoch %d: %s", row["epoch"], " ".join(
-            f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)))
+        return row
+
+    return run_engine(member_recipe(model, optimizer, sampler, store, cfg, jitter, save, evaluate, device), state)
+
+
+# What a resumed member may change: where its data and validation are, how far it trains, and
+# whether box regressors are fitted (after the last epoch; they do not touch the network).
+RESUMABLE = ("data", "detector", "train.epochs", "train.val_images", "train.bbox_regression")
+
+
+def resume(path, model: RegionClassifier, optimizer: torch.optim.Optimizer, config: dict) -> TrainState:
+    """Continue a member from its checkpoint; the recipe in ``config`` must be the stored one."""
+    from detector.checkpoint import KIND, upgrade  # late: detector.checkpoint imports the classifier
+
+    state, _ = engine_resume(path, KIND, model, optimizer, config, RESUMABLE, upgrade)
     return state
-
-
-def state_entry(state: TrainState) -> dict:
-    """The checkpoint's "train_state" entry (plain data)."""
-    return {"iteration": state.iteration, "history": state.history}
-
-
-def resume(blob: dict, model: RegionClassifier, optimizer: torch.optim.Optimizer) -> TrainState:
-    """Restore weights, optimizer and progress from a checkpoint dict (see detector.checkpoint)."""
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()})
-    if blob.get("optimizer"):
-        optimizer.load_state_dict(blob["optimizer"])
-    entry = blob.get("train_state") or {}
-    return TrainState(int(blob["epoch"]), int(entry.get("iteration", 0)), list(entry.get("history", [])))

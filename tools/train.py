@@ -26,30 +26,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import logging
 import os
 import sys
 
 import torch
 
 from core.cli import run
-from core.config import ConfigError, add_config_args, config_to_dict, load_config, save_config
+from core.config import add_config_args, config_to_dict, load_config, save_config
 from core.formats.coco import read_split
 from core.io import write_json
 from detector.bbox_regression import train_box_regressor
-from detector.checkpoint import read_checkpoint, save_checkpoint
+from detector.checkpoint import save_checkpoint
 from detector.classifier import RegionClassifier
 from detector.config import (BBoxRegressionConfig, ClassifierConfig, DetectorConfig, SamplerConfig,
                              TrainConfig, member_variant)
 from detector.sampler import RegionSampler
-from detector.train import (ImageStore, TrainState, fit, make_optimizer, make_validation, resume,
-                            state_entry)
+from detector.train import ImageStore, TrainState, fit, make_optimizer, make_validation, resume
 from nets.inception import TORCHVISION_GOOGLENET_MEAN, TORCHVISION_GOOGLENET_STD, load_torchvision_googlenet
 from proposals.build import ProposalsConfig, build_proposer, proposer_key
 from proposals.cache import dataset_proposals
-
-log = logging.getLogger("train")
-
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
@@ -103,25 +98,6 @@ def member_config(schema: Schema, member: int) -> Schema:
     return dataclasses.replace(schema, classifier=classifier, sampler=sampler, train=train)
 
 
-def _comparable(config: dict) -> dict:
-    """A config without what may change on resume: more epochs, where and how to validate, and
-    whether to fit box regressors (they are fitted after the last epoch and do not touch the net)."""
-    resumable = ("epochs", "val_images", "bbox_regression")
-    train = {k: v for k, v in config.get("train", {}).items() if k not in resumable}
-    return {**{k: v for k, v in config.items() if k not in ("data", "detector")}, "train": train}
-
-
-def restore(path: str, cfg: Schema, model, optimizer) -> TrainState:
-    """Resume from ``path``; the stored config must equal the current one (epochs may grow)."""
-    blob = read_checkpoint(path)
-    if _comparable(blob["config"]) != _comparable(config_to_dict(cfg)):
-        raise ConfigError(f"{path}: was trained with another config; resume with the same "
-                          "--config/--set, or train into another --out")
-    state = resume(blob, model, optimizer)
-    log.info("resuming %s at epoch %d", path, state.epoch)
-    return state
-
-
 def pretrained_config(cfg: Schema) -> Schema:
     """The preprocessing torchvision's GoogLeNet weights were trained with."""
     classifier = dataclasses.replace(cfg.classifier, mean=TORCHVISION_GOOGLENET_MEAN,
@@ -149,7 +125,7 @@ def main(argv=None) -> int:
     stem = os.path.join(args.out, f"member_{args.member}")
     state = TrainState()
     if args.resume and os.path.isfile(stem + ".pt"):
-        state = restore(stem + ".pt", cfg, model, optimizer)
+        state = resume(stem + ".pt", model, optimizer, config_to_dict(cfg))
     save_config(cfg, stem + ".yaml")
     boxes = {k: p.boxes for k, p in split_proposals(train_set, cfg).items()}
     sampler = RegionSampler(train_set, boxes, cfg.sampler, seed=cfg.train.seed)
@@ -157,7 +133,7 @@ def main(argv=None) -> int:
 
     def save(s: TrainState, regressor=None) -> None:
         save_checkpoint(stem + ".pt", model, config_to_dict(cfg), args.member, s.epoch,
-                        optimizer.state_dict(), regressor, extra={"train_state": state_entry(s)})
+                        optimizer.state_dict(), regressor, train_state=s.to_dict())
         write_json(stem + "_history.json", s.history, indent=1)
 
     fit(model, optimizer, sampler, ImageStore(train_set, cfg.train.cache_images), cfg.train,

@@ -3,12 +3,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from detector.checkpoint import read_checkpoint, save_checkpoint
+from detector.checkpoint import save_checkpoint
 from detector.classifier import RegionClassifier
 from detector.config import SamplerConfig, TrainConfig
 from detector.sampler import RegionSampler
-from detector.train import (ImageStore, TrainState, fit, learning_rate, make_optimizer, region_loss,
-                            resume, state_entry)
+from detector.train import ImageStore, TrainState, fit, learning_rate, make_optimizer, region_loss, resume
 
 
 def test_a_few_epochs_lower_the_loss(tiny_model):
@@ -51,12 +50,13 @@ def test_resume_equals_uninterrupted(kit, easy_split, tmp_path):
 
     path = tmp_path / "member_0.pt"
     m1, o1, s1, st1, _ = _setup(kit, small)
-    save = lambda s: save_checkpoint(path, m1, {}, 0, s.epoch, o1.state_dict(),  # noqa: E731
-                                     extra={"train_state": state_entry(s)})
+    config = {"train": {"lr": 0.02}}
+    save = lambda s: save_checkpoint(path, m1, config, 0, s.epoch, o1.state_dict(),  # noqa: E731
+                                     train_state=s.to_dict())
     fit(m1, o1, s1, st1, dataclasses.replace(cfg, epochs=1), 0.05, TrainState(), save)
     m2, o2, s2, st2, _ = _setup(kit, small, seed=0)
     torch.manual_seed(123)  # resuming must not depend on the global RNG state
-    state = resume(read_checkpoint(path), m2, o2)
+    state = resume(path, m2, o2, {**config, "classifier": m2.config_dict()})
     assert state.epoch == 1 and len(state.history) == 1
     fit(m2, o2, s2, st2, cfg, 0.05, state, save=lambda s: None)
     for (k, a), b in zip(model.state_dict().items(), m2.state_dict().values()):
