@@ -1,5 +1,8 @@
 """torchvision Faster R-CNN (MobileNetV3-Large FPN), no pretrained weights, on a CPU-time budget.
 
+Trained by core.engine (one endless epoch that the wall-clock budget ends); checkpoints in
+core.checkpoint's format (earlier files load through :func:`upgrade`).
+
 Data flow: COCO split → (image float [3,H,W] in 0..1, target {boxes [N,4] xyxy, labels [N] 1..K})
 → torchvision's own transform (resize to ``min_size``..``max_size``, ImageNet normalisation)
 → losses in training / ``Detections`` in original pixels at inference (labels back to 0..K-1).
@@ -16,6 +19,11 @@ import torch
 from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
 from tqdm import tqdm
 
+from core import checkpoint as common
+from core.config import ConfigError, build_dataclass
+from core.engine import Recipe, TrainState, fit
+from core.engine import resume as engine_resume
+from core.errors import InputError
 from core.image import load_image
 from core.structures import DetectionDataset, Detections, ImageAnnotations
 
@@ -49,7 +57,7 @@ def build_model(num_classes: int, cfg: BaselineConfig) -> torch.nn.Module:
 
 def _sample(ann: ImageAnnotations, root: str, flip: bool):
     pixels = load_image(os.path.join(root, ann.file_name)).pixels
-    image = torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255)
+    image = torch.tensor(pixels).permute(2, 0, 1).float().div_(255)  # a copy: decoded arrays may be read-only
     keep = ~ann.iscrowd
     boxes = torch.from_numpy(ann.boxes[keep]).float()
     labels = torch.from_numpy(ann.labels[keep]).long() + 1
@@ -65,44 +73,99 @@ def _learning_rate(cfg: BaselineConfig, it: int, spent: float) -> float:
     return cfg.lr * drop * min(1.0, (it + 1) / cfg.warmup_iters)
 
 
-def train(model, dataset: DetectionDataset, cfg: BaselineConfig, device="cpu", start_iter=0,
-          optimizer=None, on_checkpoint=None, spent: float = 0.0) -> int:
-    """Train until the wall-clock budget runs out; returns the iteration count reached.
-
-    ``spent``: seconds already trained (on resume), so interruptions do not extend the budget;
-    ``on_checkpoint(iteration, optimizer, seconds_spent)`` is called every 200 iterations and at the end.
-    """
-    rng = np.random.default_rng(cfg.seed + start_iter)
+def make_optimizer(model, cfg: BaselineConfig) -> torch.optim.SGD:
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = optimizer or torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                                             weight_decay=cfg.weight_decay)
-    model.to(device).train()
-    start = time.monotonic() - spent
-    deadline = start + cfg.budget_minutes * 60
-    it = start_iter
-    bar = tqdm(desc="faster-rcnn", unit="it", initial=it)
-    while time.monotonic() < deadline:
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def batches(dataset: DetectionDataset, cfg: BaselineConfig, iteration: int, device="cpu"):
+    """Endless minibatches from step ``iteration`` on: (images, targets) lists for the model.
+
+    Images are drawn at random (with a flip half the time) from a generator seeded by the seed
+    and the step, as are torch's (the detector's box samplers), so a resumed run draws afresh.
+    """
+    rng = np.random.default_rng(cfg.seed + iteration)
+    torch.manual_seed(cfg.seed + iteration)
+    while True:
         idx = rng.choice(len(dataset.images), cfg.batch_size, replace=False)
         batch = [_sample(dataset.images[i], dataset.image_root, bool(rng.random() < 0.5)) for i in idx]
-        images = [b[0].to(device) for b in batch]
-        targets = [{k: v.to(device) for k, v in b[1].items()} for b in batch]
+        yield [b[0].to(device) for b in batch], [{k: v.to(device) for k, v in b[1].items()} for b in batch]
+
+
+def baseline_recipe(model, dataset: DetectionDataset, cfg: BaselineConfig, optimizer: torch.optim.Optimizer,
+                    save=lambda state: None, device="cpu") -> Recipe:
+    """The engine's :class:`core.engine.Recipe`: one endless epoch that the wall-clock budget ends
+    (counted across resumes), a checkpoint every 200 steps and when the budget is spent."""
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+
+    def step(batch, state: TrainState) -> dict[str, float]:
         for g in optimizer.param_groups:
-            g["lr"] = _learning_rate(cfg, it, time.monotonic() - start)
-        losses = model(images, targets)
-        loss = sum(losses.values())
+            g["lr"] = _learning_rate(cfg, state.iteration, state.seconds)
+        model.train()
+        loss = sum(model(*batch).values())
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 10.0)
         optimizer.step()
-        it += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-        if on_checkpoint and it % 200 == 0:
-            on_checkpoint(it, optimizer, time.monotonic() - start)
-    bar.close()
-    if on_checkpoint:
-        on_checkpoint(it, optimizer, time.monotonic() - start)
-    return it
+        return {"loss": loss.item()}
+
+    return Recipe(1, lambda state: batches(dataset, cfg, state.iteration, device), step, save, seed=cfg.seed,
+                  budget_seconds=cfg.budget_minutes * 60, save_every=200, name="faster-rcnn")
+
+
+def train(model, dataset: DetectionDataset, cfg: BaselineConfig, optimizer: torch.optim.Optimizer,
+          state: TrainState | None = None, save=lambda state: None, device="cpu") -> TrainState:
+    """Train until the wall-clock budget runs out (``state.seconds`` counts earlier runs)."""
+    model.to(device)
+    return fit(baseline_recipe(model, dataset, cfg, optimizer, save, device), state)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+KIND = "faster-rcnn"
+# A resumed run may get a larger budget (it trains on) and other inference settings.
+RESUMABLE = ("baseline.budget_minutes", "baseline.score_thresh", "baseline.detections_per_img")
+
+
+def save_checkpoint(path, model, config: dict, classes: list[str], optimizer: torch.optim.Optimizer,
+                    state: TrainState) -> None:
+    """core.checkpoint's format, plus the class names."""
+    common.save_checkpoint(path, KIND, model.state_dict(), config, optimizer.state_dict(), state.to_dict(),
+                           extra={"classes": list(classes)})
+
+
+def upgrade(blob: dict) -> dict | None:
+    """A checkpoint of the earlier layout (``model``, ``optimizer``, ``iteration``, ``seconds``,
+    ``config`` = the baseline section, ``classes``) in today's."""
+    if "format" in blob or not {"model", "iteration", "config"} <= set(blob):
+        return None
+    return {"format": common.FORMAT_PREFIX + KIND, "config": {"baseline": blob["config"]}, "model": blob["model"],
+            "optimizer": blob.get("optimizer"), "commit": "unknown", "classes": blob.get("classes", []),
+            "train_state": {"iteration": blob["iteration"], "seconds": blob.get("seconds", 0.0)}}
+
+
+def resume(path, model, optimizer: torch.optim.Optimizer | None, config: dict) -> TrainState:
+    """Weights, optimizer and progress from ``path``; refuses another recipe (see ``RESUMABLE``)."""
+    state, _ = engine_resume(path, KIND, model, optimizer, config, RESUMABLE, upgrade)
+    return state
+
+
+def load_baseline(path) -> tuple[torch.nn.Module, dict]:
+    """The trained detector in a checkpoint (either layout) and the checkpoint dict.
+
+    Raises:
+        InputError: unreadable, unsafe, damaged or foreign file; weights that do not fit.
+    """
+    blob = common.read_checkpoint(path, KIND, upgrade)
+    try:
+        cfg = build_dataclass(BaselineConfig, blob["config"].get("baseline"), "baseline")
+    except ConfigError as err:
+        raise InputError(f"{path}: not a Faster R-CNN baseline checkpoint ({err})") from None
+    classes = blob.get("classes")
+    if not isinstance(classes, list) or not classes:
+        raise InputError(f"{path}: checkpoint has no class list")
+    model = build_model(len(classes), cfg)
+    return common.load_model_state(model, blob["model"], path), blob
 
 
 @torch.no_grad()

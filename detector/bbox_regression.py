@@ -1,8 +1,9 @@
-"""R-CNN's class-specific bounding-box regression (METHOD §2.6), an option the paper lacked.
+"""R-CNN's class-specific bounding-box regression an option the paper lacked.
 
 Shape letters: N training pairs, R regions, K classes, C pooled feature channels.
 For a proposal P and its GT box G (centres x, y, sizes w, h in pixels), the targets are
-``tx = (Gx - Px) / Pw``, ``ty = (Gy - Py) / Ph``, ``tw = log(Gw / Pw)``, ``th = log(Gh / Ph)``.
+``tx = (Gx - Px) / Pw``, ``ty = (Gy - Py) / Ph``, ``tw = log(Gw / Pw)``, ``th = log(Gh / Ph)``
+(:class:`core.box_coder.BoxCoder` with unit weights).
 Each class has a ridge regressor from the classifier's pooled inception-5b features (R-CNN used
 pool5) plus a constant bias feature to the four targets, solved in closed form:
 ``w = (AᵀA + λI)⁻¹ Aᵀ(t - μ)``. As in ``rcnn_train_bbox_regressor.m`` the features are scaled
@@ -20,33 +21,11 @@ from torch import Tensor
 from torchvision.ops import box_iou
 from tqdm import tqdm
 
+from core.box_coder import BoxCoder
 from core.image import load_image
 
 FEATURE_NORM = 20.0  # R-CNN's rcnn_scale_features target norm
-EPS = 1e-6  # box sizes; R-CNN adds eps rather than +1 to widths
-
-
-def _centre_size(boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    w = (boxes[..., 2] - boxes[..., 0]).clamp(min=EPS)
-    h = (boxes[..., 3] - boxes[..., 1]).clamp(min=EPS)
-    return boxes[..., 0] + w / 2, boxes[..., 1] + h / 2, w, h
-
-
-def encode(proposals: Tensor, gt: Tensor) -> Tensor:
-    """``[N, 4]`` xyxy proposals and their GT boxes → ``[N, 4]`` targets (tx, ty, tw, th)."""
-    px, py, pw, ph = _centre_size(proposals)
-    gx, gy, gw, gh = _centre_size(gt)
-    return torch.stack([(gx - px) / pw, (gy - py) / ph, torch.log(gw / pw), torch.log(gh / ph)], dim=-1)
-
-
-def decode(proposals: Tensor, deltas: Tensor) -> Tensor:
-    """``[R, 4]`` xyxy proposals + ``[R, K, 4]`` deltas → ``[R, K, 4]`` xyxy predicted boxes."""
-    px, py, pw, ph = (v[:, None] for v in _centre_size(proposals))
-    # Clamp the log-size deltas as torchvision does, so a wild prediction cannot overflow exp.
-    dw, dh = deltas[..., 2].clamp(max=4.135), deltas[..., 3].clamp(max=4.135)
-    cx, cy = deltas[..., 0] * pw + px, deltas[..., 1] * ph + py
-    w, h = pw * torch.exp(dw), ph * torch.exp(dh)
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+CODER = BoxCoder()  # R-CNN's targets: unit weights against the proposal
 
 
 @dataclass
@@ -75,7 +54,7 @@ class BoxRegressor:
 
     def predict(self, features: Tensor, boxes: Tensor) -> Tensor:
         """``[R, C]`` features of ``[R, 4]`` xyxy boxes → ``[R, K, 4]`` regressed xyxy boxes."""
-        return decode(boxes, self.deltas(features))
+        return CODER.decode(self.deltas(features), boxes[:, None])
 
 
 def fit_regressor(features: Tensor, proposals: Tensor, gt: Tensor, labels: Tensor, num_classes: int,
@@ -96,7 +75,7 @@ def fit_regressor(features: Tensor, proposals: Tensor, gt: Tensor, labels: Tenso
     norms = features.norm(dim=1)
     scale = FEATURE_NORM / float(norms.mean()) if len(norms) and float(norms.mean()) > 0 else 1.0
     reg = BoxRegressor(torch.zeros(num_classes, features.shape[1] + 1, 4), torch.zeros(num_classes, 4), scale)
-    targets = encode(proposals.double(), gt.double())
+    targets = CODER.encode(gt.double(), proposals.double())
     for k in range(num_classes):
         sel = labels == k
         if not bool(sel.any()):

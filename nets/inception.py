@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.checkpoint import load_weights_only
+from core.checkpoint import load_weights_only, state_mismatch
 from core.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -253,20 +253,14 @@ def load_torchvision_googlenet(model: Inception, path, load_classifier: bool = T
     """
     sd = _read_state_dict(path)
     own = model.state_dict()
-    missing = [k for k in own if k not in sd and not (load_classifier is False and _classifier_key(k))]
-    non_aux_missing = [k for k in missing if not k.startswith(("aux1.", "aux2."))]
-    if non_aux_missing:
-        raise InputError(f"{path}: does not fit this Inception (width {model.width}): missing "
-                         f"{non_aux_missing[0]} and {len(non_aux_missing) - 1} more")
-    unexpected = [k for k in sd if k not in own and not k.startswith(("aux1.", "aux2."))]
-    if unexpected:
-        raise InputError(f"{path}: does not fit this Inception: unexpected {unexpected[0]}")
-    take = {k: v for k, v in sd.items() if k in own and (load_classifier or not _classifier_key(k))}
-    for k, v in take.items():
-        if v.shape != own[k].shape:
-            raise InputError(f"{path}: does not fit this Inception (width {model.width}, "
-                             f"{model.num_classes} classes): {k} has shape {tuple(v.shape)} in the "
-                             f"file, {tuple(own[k].shape)} in the model")
+    aux = ("aux1.", "aux2.")
+    skipped = (lambda key: False) if load_classifier else _classifier_key
+    take = {k: v for k, v in sd.items() if not skipped(k) and not (k.startswith(aux) and k not in own)}
+    problem = state_mismatch(own, take, optional=lambda k: k.startswith(aux) or skipped(k))
+    if problem:
+        raise InputError(f"{path}: does not fit this Inception (width {model.width}, "
+                         f"{model.num_classes} classes): {problem}")
+    missing = [k for k in own if k not in take and k.startswith(aux) and not skipped(k)]
     if missing:
         log.warning("%s: %d parameters not in the file left as initialised (e.g. %s)",
                     path, len(missing), missing[0])

@@ -1,4 +1,4 @@
-"""MultiBox: class-agnostic box proposals from one Inception network (METHOD §4).
+"""MultiBox: class-agnostic box proposals from one Inception network: model, priors, inference.
 
 Shape letters: B images, K priors, M ground-truth boxes of one image, R proposals.
 Coordinates: boxes inside the network are xyxy *normalised* to the image (0..1 on each axis);
@@ -13,15 +13,19 @@ shares one small MLP across priors, each reading the map under its own prior box
 
 * Priors: k-means with distance 1 − IoU on the normalised training boxes (:func:`kmeans_priors`).
 * Offsets: centre/size encoding against the prior, ``(dx, dy, dw, dh) = (10·Δcx/pw, 10·Δcy/ph,
-  5·log(w/pw), 5·log(h/ph))`` (the weights make the targets of a typical match about unit size).
-* Matching (:func:`match_priors`): each ground-truth box to its best prior (MultiBox) plus every
+  5·log(w/pw), 5·log(h/ph))`` (:data:`CODER`; the weights make the targets of a typical match
+  about unit size).
+
+Training (matching, loss, the loop) is in :mod:`proposals.multibox_train`:
+
+* Matching (:func:`~proposals.multibox_train.match_priors`): each ground-truth box to its best prior (MultiBox) plus every
   prior with IoU ≥ ``match_iou`` to its best box (SSD's addition; 1.01 disables it).
-* Loss (:func:`multibox_loss`): ``α · Σ_matched smooth-L1(offsets) / P + Σ_all BCE(logits) / P``
+* Loss (:func:`~proposals.multibox_train.multibox_loss`): ``α · Σ_matched smooth-L1(offsets) / P + Σ_all BCE(logits) / P``
   with P the number of matched priors in the batch (MB1's F = α·F_match + F_conf, normalised per
   match as SSD does).
 * Inference: decode, clip to the image, NMS, the top 200 (GLN added 200 MultiBox proposals).
 
-α, K and the NMS threshold are open in the sources (METHOD §4.2–4.3). Chosen by quick sweeps
+α, K and the NMS threshold are left open by the MultiBox papers and GLN. Chosen by quick sweeps
 (numbers and commands in ``configs/multibox.yaml``): α = 1 (0.3 and 3 within noise), K = 400 (recall
 at IoU 0.7 of the top 200: 0.38 / 0.48 / 0.63 for K = 100 / 200 / 400), NMS IoU 0.8 (0.5 … 0.9:
 0.30 / 0.45 / 0.57 / 0.63 / 0.62).
@@ -41,20 +45,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import box_iou, nms, roi_align
-from tqdm import tqdm
 
-from core.checkpoint import load_weights_only
+from core import checkpoint as common
+from core.box_coder import BoxCoder
 from core.config import ConfigError, build_dataclass
 from core.errors import InputError
-from core.image import load_image
-from core.io import atomic_path
 from nets.inception import BasicConv2d, Inception, normalize
 from proposals.base import SOURCE_MULTIBOX, Proposals
 
 log = logging.getLogger(__name__)
 
-BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # offset scaling (dx, dy, dw, dh), see the module docstring
-MAX_LOG_SIZE = math.log(1000.0 / 16)  # clamp for dw, dh before exp, as torchvision's BoxCoder
+CODER = BoxCoder((10.0, 10.0, 5.0, 5.0))  # offsets (dx, dy, dw, dh) against the priors, see above
 
 
 @dataclass(frozen=True)
@@ -78,21 +79,7 @@ class MultiBoxConfig:
     kmeans_iters: int = 100  # k-means iteration cap
 
 
-@dataclass(frozen=True)
-class MultiBoxTrainConfig:
-    """Optimisation of :class:`MultiBoxNet` (used by tools/train_multibox.py)."""
-
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 0.003  # AdamW peak, cosine decay per epoch (1e-3 learned too slowly in 20 epochs)
-    weight_decay: float = 0.0001
-    flip: bool = True  # random horizontal flips
-    seed: int = 0  # network init, batch order and flips
-    max_images: int = 0  # 0 = the whole train split (a cap helps quick sweeps)
-    val_images: int = 0  # 0 = the whole val split for the per-epoch recall
-
-
-# ---------------------------------------------------------------- priors, coding, matching
+# ---------------------------------------------------------------- priors
 
 def kmeans_priors(boxes: Tensor, k: int, seed: int = 0, iters: int = 100) -> Tensor:
     """k-means on boxes with distance ``1 − IoU``; the cluster means are the priors.
@@ -151,54 +138,7 @@ def _update_centres(boxes: Tensor, assign: Tensor, centres: Tensor, dist: Tensor
     return new
 
 
-def encode(boxes: Tensor, priors: Tensor) -> Tensor:
-    """xyxy boxes ``[..., 4]`` → offsets ``[..., 4]`` against priors of the same shape."""
-    pw, ph = priors[..., 2] - priors[..., 0], priors[..., 3] - priors[..., 1]
-    gw = (boxes[..., 2] - boxes[..., 0]).clamp(min=1e-6)
-    gh = (boxes[..., 3] - boxes[..., 1]).clamp(min=1e-6)
-    dx = ((boxes[..., 0] + boxes[..., 2]) - (priors[..., 0] + priors[..., 2])) / 2 / pw
-    dy = ((boxes[..., 1] + boxes[..., 3]) - (priors[..., 1] + priors[..., 3])) / 2 / ph
-    wx, wy, ww, wh = BOX_WEIGHTS
-    return torch.stack([wx * dx, wy * dy, ww * torch.log(gw / pw), wh * torch.log(gh / ph)], -1)
-
-
-def decode(offsets: Tensor, priors: Tensor) -> Tensor:
-    """Offsets ``[..., K, 4]`` + priors ``[K, 4]`` → xyxy boxes ``[..., K, 4]`` (inverse of :func:`encode`)."""
-    wx, wy, ww, wh = BOX_WEIGHTS
-    pw, ph = priors[..., 2] - priors[..., 0], priors[..., 3] - priors[..., 1]
-    cx = (priors[..., 0] + priors[..., 2]) / 2 + offsets[..., 0] / wx * pw
-    cy = (priors[..., 1] + priors[..., 3]) / 2 + offsets[..., 1] / wy * ph
-    w = pw * torch.exp((offsets[..., 2] / ww).clamp(max=MAX_LOG_SIZE))
-    h = ph * torch.exp((offsets[..., 3] / wh).clamp(max=MAX_LOG_SIZE))
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
-
-
-def match_priors(gt: Tensor, priors: Tensor, match_iou: float = 0.5) -> Tensor:
-    """Assign ground-truth boxes to priors.
-
-    Each GT box takes its best prior (ties: the lowest prior index); every other prior whose best
-    IoU with any GT is ≥ ``match_iou`` takes that GT. When two GT boxes share a best prior, the
-    later box keeps it (SSD's rule).
-
-    Args:
-        gt: ``[M, 4]`` xyxy normalised.
-        priors: ``[K, 4]`` xyxy normalised.
-
-    Returns:
-        ``[K]`` int64: the matched GT index per prior, −1 for unmatched.
-    """
-    matched = torch.full((len(priors),), -1, dtype=torch.int64, device=priors.device)
-    if len(gt) == 0:
-        return matched
-    iou = box_iou(gt, priors)  # [M, K]
-    best_iou, best_gt = iou.max(dim=0)
-    matched = torch.where(best_iou >= match_iou, best_gt, matched)
-    for j, k in enumerate(iou.argmax(dim=1).tolist()):
-        matched[k] = j
-    return matched
-
-
-# ---------------------------------------------------------------- network and loss
+# ---------------------------------------------------------------- network
 
 class MultiBoxNet(nn.Module):
     """Inception trunk → 1×1 conv → a head → ``(offsets [B, K, 4], logits [B, K])``.
@@ -265,40 +205,7 @@ def build_net(cfg: MultiBoxConfig, priors: Tensor) -> MultiBoxNet:
                        head_grid=cfg.head_grid, hidden=cfg.hidden, dropout=cfg.dropout)
 
 
-def multibox_loss(offsets: Tensor, logits: Tensor, targets: list[Tensor], priors: Tensor,
-                  alpha: float = 1.0, match_iou: float = 0.5,
-                  loc_loss: str = "smooth_l1") -> tuple[Tensor, dict[str, float]]:
-    """``α · loc + conf`` for a batch (see the module docstring).
-
-    Args:
-        offsets: ``[B, K, 4]`` predicted offsets.
-        logits: ``[B, K]`` objectness logits.
-        targets: B tensors ``[M_b, 4]`` of xyxy normalised GT boxes (may be empty).
-        priors: ``[K, 4]`` xyxy normalised.
-        alpha, match_iou, loc_loss: as :class:`MultiBoxConfig`.
-
-    Returns:
-        The scalar loss and its parts ``{"loc", "conf", "matched"}`` as floats.
-    """
-    matched = torch.stack([match_priors(t.to(priors.device), priors, match_iou) for t in targets])
-    positive = matched >= 0  # [B, K]
-    num_pos = max(1, int(positive.sum()))
-    conf = F.binary_cross_entropy_with_logits(logits, positive.to(logits.dtype), reduction="sum")
-    loc = offsets.sum() * 0.0  # keeps the graph when nothing matched
-    if positive.any():
-        b, k = torch.nonzero(positive, as_tuple=True)
-        gt = torch.stack([targets[i][j] for i, j in zip(b.tolist(), matched[b, k].tolist())])
-        target = encode(gt.to(priors.device), priors[k])
-        if loc_loss == "l2":
-            loc = 0.5 * ((offsets[b, k] - target) ** 2).sum()
-        else:
-            loc = F.smooth_l1_loss(offsets[b, k], target, beta=1.0, reduction="sum")
-    total = (alpha * loc + conf) / num_pos
-    return total, {"loc": float(loc.detach()) / num_pos, "conf": float(conf.detach()) / num_pos,
-                   "matched": float(positive.sum())}
-
-
-# ---------------------------------------------------------------- images and training steps
+# ---------------------------------------------------------------- images
 
 def resize_image(image: np.ndarray, size: int) -> Tensor:
     """uint8 ``[H, W, 3]`` (or ``[H, W]``) RGB → uint8 ``[3, size, size]``, anisotropic bilinear."""
@@ -311,75 +218,6 @@ def resize_image(image: np.ndarray, size: int) -> Tensor:
     shrink = image.shape[0] > size or image.shape[1] > size
     out = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     return torch.from_numpy(np.ascontiguousarray(out.reshape(size, size, 3).transpose(2, 0, 1)))
-
-
-def hflip(images: Tensor, targets: list[Tensor], flip: Tensor) -> tuple[Tensor, list[Tensor]]:
-    """Mirror the images ``[B, 3, S, S]`` where ``flip [B]`` is True, with their normalised boxes."""
-    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-    out = []
-    for t, f in zip(targets, flip.tolist()):
-        out.append(torch.stack([1 - t[:, 2], t[:, 1], 1 - t[:, 0], t[:, 3]], 1) if f and len(t) else t)
-    return images, out
-
-
-def train_step(model: MultiBoxNet, optimizer: torch.optim.Optimizer, images: Tensor,
-               targets: list[Tensor], priors: Tensor, cfg: MultiBoxConfig) -> dict[str, float]:
-    """One optimisation step on uint8 images ``[B, 3, S, S]`` with normalised GT boxes; returns the loss parts."""
-    device = priors.device
-    model.train()
-    offsets, logits = model(normalize(images.to(device)))
-    loss, parts = multibox_loss(offsets, logits, [t.to(device) for t in targets], priors,
-                                cfg.alpha, cfg.match_iou, cfg.loc_loss)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return {"loss": float(loss.detach()), **parts}
-
-
-def load_split(dataset, size: int) -> tuple[Tensor, list[Tensor], list[tuple[int, int]]]:
-    """Every image of a :class:`core.structures.DetectionDataset` resized for training.
-
-    Returns:
-        uint8 images ``[N, 3, size, size]``, N tensors ``[M, 4]`` of xyxy normalised non-crowd GT
-        boxes, and the N original ``(width, height)``.
-    """
-    images, targets, sizes = [], [], []
-    for ann in tqdm(dataset.images, desc="loading images", unit="img", leave=False):
-        pixels = load_image(os.path.join(dataset.image_root, ann.file_name)).pixels
-        h, w = pixels.shape[:2]
-        images.append(resize_image(pixels, size))
-        boxes = ann.boxes[~ann.iscrowd] / np.array([w, h, w, h], np.float32)
-        targets.append(torch.from_numpy(boxes.clip(0, 1).astype(np.float32)).reshape(-1, 4))
-        sizes.append((w, h))
-    stacked = torch.stack(images) if images else torch.zeros((0, 3, size, size), dtype=torch.uint8)
-    return stacked, targets, sizes
-
-
-def train_epoch(model: MultiBoxNet, optimizer: torch.optim.Optimizer, images: Tensor,
-                targets: list[Tensor], priors: Tensor, cfg: MultiBoxConfig,
-                tcfg: MultiBoxTrainConfig, epoch: int) -> dict[str, float]:
-    """One pass over the images in a seeded order (``tcfg.seed`` and ``epoch``: resumable).
-
-    Returns the mean loss parts over the epoch's batches.
-    """
-    gen = torch.Generator().manual_seed(tcfg.seed * 100003 + epoch)
-    order = torch.randperm(len(images), generator=gen)
-    flips = (torch.rand(len(images), generator=gen) < 0.5) & tcfg.flip
-    totals: dict[str, float] = {}
-    steps = 0
-    batches = range(0, len(order), tcfg.batch_size)
-    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", unit="batch", leave=False)
-    for start in bar:
-        idx = order[start:start + tcfg.batch_size]
-        if len(idx) < 2:  # BatchNorm needs two samples
-            continue
-        x, t = hflip(images[idx], [targets[i] for i in idx.tolist()], flips[idx])
-        parts = train_step(model, optimizer, x, t, priors, cfg)
-        steps += 1
-        for key, value in parts.items():
-            totals[key] = totals.get(key, 0.0) + value
-        bar.set_postfix(loss=f"{parts['loss']:.3f}")
-    return {key: value / max(1, steps) for key, value in totals.items()}
 
 
 # ---------------------------------------------------------------- inference
@@ -414,7 +252,7 @@ class MultiBoxProposer:
     def _forward(self, resized: Tensor) -> tuple[Tensor, Tensor]:
         self.model.eval()  # the trainer shares this model and switches it to train mode
         offsets, logits = self.model(normalize(resized.to(self.device)))
-        return decode(offsets, self.priors).clamp(0, 1), torch.sigmoid(logits)
+        return CODER.decode(offsets, self.priors).clamp(0, 1), torch.sigmoid(logits)
 
     def batch(self, images: list[np.ndarray]) -> list[Proposals]:
         """:meth:`__call__` for several images with one forward pass."""
@@ -442,60 +280,69 @@ class MultiBoxProposer:
 
 # ---------------------------------------------------------------- checkpoints
 
-def save_checkpoint(path, model: MultiBoxNet, priors: Tensor, cfg: MultiBoxConfig, epoch: int,
-                    optimizer: torch.optim.Optimizer | None = None, extra: dict | None = None) -> None:
-    """Write ``{"model", "priors", "config", "epoch", "optimizer", ...extra}`` atomically."""
-    state = {"model": model.state_dict(), "priors": priors.detach().cpu(),
-             "config": dataclasses.asdict(cfg), "epoch": int(epoch),
-             "optimizer": optimizer.state_dict() if optimizer is not None else {}}
-    state.update(extra or {})
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+KIND = "multibox"  # core.checkpoint's format "inception-rcnn/multibox"
 
 
-def read_checkpoint(path) -> dict:
-    """A MultiBox checkpoint, loaded with ``weights_only=True`` (nothing in the file executes).
+def save_checkpoint(path, model: MultiBoxNet, cfg: MultiBoxConfig, config: dict | None = None,
+                    optimizer: dict | None = None, train_state: dict | None = None, half: bool = False,
+                    commit: str | None = None) -> None:
+    """Write a MultiBox checkpoint atomically (core.checkpoint's format; the priors are the
+    model's ``priors`` buffer).
 
-    Returns the dict with ``"config"`` turned into a :class:`MultiBoxConfig`.
+    Args:
+        cfg: the network's config, stored as the config's "multibox" section.
+        config: the rest of the run's effective config (e.g. its "train" and "data" sections).
+        half: store the floating-point weights as float16 (they load back into the float32
+            network); the priors stay float32, since the boxes are decoded from them.
+    """
+    state = {k: v.half() if half and v.is_floating_point() and k != "priors" else v
+             for k, v in model.state_dict().items()}
+    common.save_checkpoint(path, KIND, state, {**(config or {}), "multibox": dataclasses.asdict(cfg)},
+                           optimizer, train_state, commit=commit)
+
+
+def upgrade(blob: dict) -> dict | None:
+    """A file of the earlier MultiBox layout (``model``, ``priors``, ``config`` = the network's
+    config, ``epoch``, ``optimizer``, ``train_config``, ``history``, ``commit``) in today's."""
+    if "format" in blob or not {"model", "priors", "config", "epoch"} <= set(blob):
+        return None
+    config = {"multibox": blob["config"]}
+    if isinstance(blob.get("train_config"), dict):
+        config["train"] = blob["train_config"]
+    # Earlier exports stored the network (its priors buffer too) in fp16 and the priors apart in
+    # float32; the boxes were decoded from the float32 ones, which "decode_priors" keeps.
+    return {"format": common.FORMAT_PREFIX + KIND, "config": config, "model": blob["model"],
+            "optimizer": blob.get("optimizer") or None, "commit": blob.get("commit", "unknown"),
+            "train_state": {"epoch": blob["epoch"], "history": blob.get("history", [])},
+            "decode_priors": blob["priors"]}
+
+
+def read_checkpoint(path) -> tuple[dict, MultiBoxConfig]:
+    """A MultiBox checkpoint and its network config, loaded with ``weights_only=True``.
 
     Raises:
         InputError: the file is missing, is not a torch file, would need arbitrary unpickling,
-            or lacks the MultiBox keys; the message names the file.
+            or is not a MultiBox checkpoint (of either layout); the message names the file.
     """
     path = os.fspath(path)
-    state = load_weights_only(path)
-    need = {"model": dict, "priors": Tensor, "config": dict, "epoch": int}
-    if not isinstance(state, dict) or any(not isinstance(state.get(k), t) for k, t in need.items()):
-        raise InputError(f"{path}: not a MultiBox checkpoint (needs keys {', '.join(need)})")
+    blob = common.read_checkpoint(path, KIND, upgrade, label="MultiBox")
     try:
-        state["config"] = build_dataclass(MultiBoxConfig, state["config"], "config")
+        cfg = build_dataclass(MultiBoxConfig, blob["config"].get("multibox"), "multibox")
     except ConfigError as err:
         raise InputError(f"{path}: not a MultiBox checkpoint ({err})") from None
-    k = state["config"].num_priors
-    if tuple(state["priors"].shape) != (k, 4):
-        raise InputError(f"{path}: priors have shape {tuple(state['priors'].shape)}, expected ({k}, 4)")
-    return state
-
-
-def load_state(model: nn.Module, state_dict: dict, path) -> None:
-    """``model.load_state_dict`` that names ``path`` and the first mismatch instead of a traceback."""
-    own = model.state_dict()
-    for key, value in own.items():
-        if key not in state_dict:
-            raise InputError(f"{path}: does not fit the network: missing {key}")
-        if tuple(state_dict[key].shape) != tuple(value.shape):
-            raise InputError(f"{path}: does not fit the network: {key} has shape "
-                             f"{tuple(state_dict[key].shape)}, expected {tuple(value.shape)}")
-    extra = [k for k in state_dict if k not in own]
-    if extra:
-        raise InputError(f"{path}: does not fit the network: unexpected {extra[0]}")
-    model.load_state_dict(state_dict)
+    priors = blob["model"].get("priors")
+    if not isinstance(priors, Tensor) or tuple(priors.shape) != (cfg.num_priors, 4):
+        shape = tuple(priors.shape) if isinstance(priors, Tensor) else None
+        raise InputError(f"{path}: priors have shape {shape}, expected ({cfg.num_priors}, 4)")
+    return blob, cfg
 
 
 def load_multibox(path, device="cpu") -> MultiBoxProposer:
-    """The proposer stored in a checkpoint written by :func:`save_checkpoint`."""
-    state = read_checkpoint(path)
-    cfg = state["config"]
-    model = build_net(cfg, state["priors"])
-    load_state(model, state["model"], path)
-    return MultiBoxProposer(model, state["priors"], cfg, device)
+    """The proposer stored in a checkpoint written by :func:`save_checkpoint` (or the earlier layout)."""
+    blob, cfg = read_checkpoint(path)
+    model = build_net(cfg, blob["model"]["priors"].float())
+    common.load_model_state(model, blob["model"], path)
+    decode_priors = blob.get("decode_priors")
+    if not isinstance(decode_priors, Tensor) or decode_priors.shape != model.priors.shape:
+        decode_priors = model.priors
+    return MultiBoxProposer(model, decode_priors, cfg, device)

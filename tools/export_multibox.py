@@ -10,12 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
 from core.cli import run
-from core.io import atomic_path
-from core.checkpoint import git_commit
-from proposals.multibox import load_multibox, read_checkpoint
+from proposals.multibox import load_multibox, read_checkpoint, save_checkpoint
 
 
 def main(argv=None) -> int:
@@ -23,13 +19,10 @@ def main(argv=None) -> int:
     parser.add_argument("checkpoint", help="a checkpoint written by tools/train_multibox.py")
     parser.add_argument("out", help="the slim copy to write")
     args = parser.parse_args(argv)
-    load_multibox(args.checkpoint)  # refuses a file that does not fit before anything is written
-    state = read_checkpoint(args.checkpoint)
-    state["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
-    state["config"] = {k: getattr(state["config"], k) for k in state["config"].__dataclass_fields__}
-    state.update(optimizer={}, commit=state.get("commit") or git_commit())
-    with atomic_path(args.out) as tmp:
-        torch.save(state, tmp)
+    proposer = load_multibox(args.checkpoint)  # refuses a file that does not fit before anything is written
+    blob, cfg = read_checkpoint(args.checkpoint)
+    save_checkpoint(args.out, proposer.model, cfg, blob["config"], train_state=blob["train_state"],
+                    half=True, commit=blob["commit"] if blob["commit"] != "unknown" else None)
     return 0
 
 

@@ -32,7 +32,7 @@ from core.cli import run
 from core.formats.coco import read_split
 from core.image import load_image
 from core.io import write_json, write_text
-from core.checkpoint import git_commit, load_weights_only
+from core.checkpoint import git_commit
 from detector.config import DetectorConfig
 from detector.dataset_run import FixedProposer, run_detector
 from detector.pipeline import detect, load_members, member_paths, multibox_path
@@ -158,15 +158,12 @@ def detector_rows(dataset, members, proposals, images, proposal_seconds, done: d
 
 
 def baseline_row(dataset, path: str, images) -> dict:
-    from baseline.faster_rcnn import BaselineConfig, build_model, detect_dataset
-    state = load_weights_only(path)
-    cfg = BaselineConfig(**state["config"])
-    model = build_model(len(state["classes"]), cfg)
-    model.load_state_dict(state["model"])
+    from baseline.faster_rcnn import detect_dataset, load_baseline
+    model, blob = load_baseline(path)
     dets, _ = detect_dataset(model, dataset)
     timing = dataclasses.replace(dataset, images=dataset.images[:len(images)])
     _, seconds = detect_dataset(model, timing)
-    return {**score(dataset, dets), "seconds": seconds, "iterations": int(state["iteration"])}
+    return {**score(dataset, dets), "seconds": seconds, "iterations": int(blob["train_state"]["iteration"])}
 
 
 def _pct(x: float) -> str:

@@ -18,24 +18,18 @@ import sys
 
 import torch
 
-from baseline.faster_rcnn import BaselineConfig, build_model, detect_dataset, train
-from core.checkpoint import load_weights_only
+from baseline.faster_rcnn import (BaselineConfig, build_model, detect_dataset, load_baseline, make_optimizer,
+                                  resume, save_checkpoint, train)
 from core.cli import run
-from core.config import add_config_args, load_config, save_config
+from core.config import add_config_args, config_to_dict, load_config, save_config
 from core.errors import InputError
 from core.formats.coco import read_split
-from core.io import atomic_path, write_json
+from core.io import write_json
 
 
 @dataclasses.dataclass(frozen=True)
 class Schema:
     baseline: BaselineConfig = BaselineConfig()
-
-
-def _save(path, model, optimizer, it, seconds, cfg, classes) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": it,
-                    "seconds": seconds, "config": dataclasses.asdict(cfg), "classes": list(classes)}, tmp)
 
 
 def score(model, val, device) -> dict:
@@ -58,26 +52,25 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     add_config_args(parser)
     args = parser.parse_args(argv)
-    cfg = load_config(Schema, args.config, args.overrides).baseline
+    schema = load_config(Schema, args.config, args.overrides)
+    cfg, config = schema.baseline, config_to_dict(schema)
     torch.manual_seed(cfg.seed)
     trainset = read_split(args.train)
-    os.makedirs(args.out, exist_ok=True)
-    save_config(Schema(cfg), os.path.join(args.out, "config.yaml"))
     model = build_model(len(trainset.classes), cfg)
+    optimizer = make_optimizer(model, cfg)
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
-    start, spent, optimizer = 0, 0.0, None
     if args.eval_only and not os.path.isfile(ckpt_path):
         raise InputError(f"{ckpt_path}: no such checkpoint to score")
-    if (args.resume and os.path.isfile(ckpt_path)) or args.eval_only:
-        state = load_weights_only(ckpt_path)
-        model.load_state_dict(state["model"])
-        start, spent = int(state["iteration"]), float(state.get("seconds", 0.0))
-        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                    momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        optimizer.load_state_dict(state["optimizer"])
+    state = None
+    if args.eval_only:  # scored as trained, whatever the current config says
+        model = load_baseline(ckpt_path)[0]
+    elif args.resume and os.path.isfile(ckpt_path):
+        state = resume(ckpt_path, model, optimizer, config)
+    os.makedirs(args.out, exist_ok=True)
+    save_config(schema, os.path.join(args.out, "config.yaml"))  # after the resume check: never clobbered
     if not args.eval_only:
-        train(model, trainset, cfg, args.device, start, optimizer, spent=spent,
-              on_checkpoint=lambda it, opt, sec: _save(ckpt_path, model, opt, it, sec, cfg, trainset.classes))
+        train(model, trainset, cfg, optimizer, state, device=args.device,
+              save=lambda s: save_checkpoint(ckpt_path, model, config, trainset.classes, optimizer, s))
     if args.val:
         report = score(model, read_split(args.val), args.device)
         write_json(os.path.join(args.out, "report.json"), report, indent=2)

@@ -6,30 +6,28 @@
 A split folder holds annotations.json (COCO) and images/ (tools/make_synthetic.py writes them).
 Writes OUT/config.yaml (the effective config), OUT/checkpoint.pt after every epoch (atomically;
 load it with proposals.multibox.load_multibox) and OUT/history.json (loss and val proposal recall
-per epoch). --resume continues from OUT/checkpoint.pt with the same config.
+per epoch). --resume continues from OUT/checkpoint.pt with the same config (more epochs, another
+val split and the inference settings multibox.nms_iou / top_k may change).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import logging
-import math
 import os
 import sys
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
 from core.cli import run
-from core.config import add_config_args, load_config, save_config
+from core.config import add_config_args, config_to_dict, load_config, save_config
+from core.engine import fit
 from core.errors import InputError
 from core.formats.coco import read_split
 from core.io import write_json
-from core.checkpoint import git_commit
-from proposals.multibox import (MultiBoxConfig, MultiBoxProposer, MultiBoxTrainConfig, build_net,
-                                kmeans_priors, load_multibox, load_split, load_state, read_checkpoint,
-                                save_checkpoint, train_epoch)
+from proposals.multibox import (MultiBoxConfig, MultiBoxProposer, build_net, kmeans_priors, load_multibox,
+                                read_checkpoint, save_checkpoint)
+from proposals.multibox_train import MultiBoxTrainConfig, load_split, make_optimizer, multibox_recipe, resume
 
 log = logging.getLogger("train_multibox")
 
@@ -48,70 +46,34 @@ class Schema:
 
 
 def val_recall(proposer: MultiBoxProposer, dataset, images, sizes) -> dict[str, float]:
-    """Recall at IoU 0.5/0.7 and ABO of the top-k boxes on a split (+ eval.recall's coverage if present)."""
+    """Mean proposals per image, recall at IoU 0.5 and 0.7 and ABO of the top-k boxes on a split
+    (eval.recall's definitions)."""
+    from eval.recall import proposal_recall
+
     props = {}
     for start in range(0, len(images), 64):
         batch = proposer.propose_resized(images[start:start + 64], sizes[start:start + 64])
         for ann, p in zip(dataset.images[start:start + 64], batch):
             props[ann.image_id] = p.boxes
-    mean_count = float(np.mean([len(b) for b in props.values()])) if props else 0.0
-    row = {"proposals": mean_count, **_local_recall(dataset, props)}
-    try:
-        from eval.recall import proposal_recall
-    except ImportError:  # the evaluator is optional here: the local numbers suffice to follow training
-        return row
-    row["coverage"] = float(proposal_recall(dataset, props).coverage)  # the evaluator's recall@0.5
-    return row
+    report = proposal_recall(dataset, props)
+    return {"proposals": report.mean_proposals, "recall@0.5": report.coverage,
+            "recall@0.7": report.recall_07, "ABO": report.abo}
 
 
 def _fmt(row: dict) -> str:
     return " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
 
 
-def _local_recall(dataset, props: dict[int, np.ndarray]) -> dict[str, float]:
-    from torchvision.ops import box_iou
-    best = []
-    for ann in dataset.images:
-        gt = torch.from_numpy(ann.boxes[~ann.iscrowd])
-        if len(gt) == 0:
-            continue
-        boxes = torch.from_numpy(props[ann.image_id]).reshape(-1, 4)
-        best.append(box_iou(gt, boxes).max(dim=1).values if len(boxes) else torch.zeros(len(gt)))
-    best = torch.cat(best) if best else torch.zeros(0)
-    if len(best) == 0:
-        return {"recall@0.5": 0.0, "recall@0.7": 0.0, "ABO": 0.0}
-    return {"recall@0.5": float((best >= 0.5).float().mean()),
-            "recall@0.7": float((best >= 0.7).float().mean()), "ABO": float(best.mean())}
-
-
-INFERENCE_ONLY = {"nms_iou": 0.0, "top_k": 0}  # may differ from the checkpoint's: they do not shape training
-
-
-def _initial_state(args, cfg, ckpt: str, train_targets) -> tuple[torch.Tensor, dict | None]:
-    """(priors, checkpoint state): the checkpoint's with --resume, else k-means priors and None."""
+def _priors(args, cfg, ckpt: str, train_targets) -> torch.Tensor:
+    """The checkpoint's priors with --resume, else k-means priors of the training boxes."""
     mcfg = cfg.multibox
     if args.resume and os.path.exists(ckpt):
-        state = read_checkpoint(ckpt)
-        if dataclasses.replace(state["config"], **INFERENCE_ONLY) != dataclasses.replace(mcfg, **INFERENCE_ONLY):
-            raise InputError(f"{ckpt}: written with a different multibox config; use another --out "
-                             "or the same config to resume")
-        return state["priors"], state
+        return read_checkpoint(ckpt)[0]["model"]["priors"].float()
     all_boxes = torch.cat(train_targets) if train_targets else torch.zeros(0, 4)
     try:
-        return kmeans_priors(all_boxes, mcfg.num_priors, mcfg.prior_seed, mcfg.kmeans_iters), None
+        return kmeans_priors(all_boxes, mcfg.num_priors, mcfg.prior_seed, mcfg.kmeans_iters)
     except ValueError as err:
         raise InputError(f"{cfg.data.train}: {err}") from None
-
-
-def _restore(state: dict | None, ckpt: str, model, optimizer) -> tuple[int, list]:
-    """Load a resumed checkpoint into model and optimizer; returns (first epoch, history)."""
-    if state is None:
-        return 0, []
-    load_state(model, state["model"], ckpt)
-    if state["optimizer"]:
-        optimizer.load_state_dict(state["optimizer"])
-    log.info("resuming %s at epoch %d", ckpt, state["epoch"] + 1)
-    return state["epoch"], list(state.get("history", []))
 
 
 def _parse(argv):
@@ -153,26 +115,21 @@ def main(argv=None) -> int:
     val = read_split(cfg.data.val, tcfg.val_images) if cfg.data.val else None
     val_images, _, val_sizes = load_split(val, mcfg.input_size) if val else (None, None, None)
     ckpt = os.path.join(args.out, "checkpoint.pt")
-    priors, state = _initial_state(args, cfg, ckpt, train_targets)
-    model = build_net(mcfg, priors).to(args.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    start, history = _restore(state, ckpt, model, optimizer)
-    priors = priors.to(args.device)
+    model = build_net(mcfg, _priors(args, cfg, ckpt, train_targets)).to(args.device)
+    optimizer = make_optimizer(model, tcfg)
+    config = config_to_dict(cfg)
+    state = resume(ckpt, model, optimizer, config) if args.resume and os.path.exists(ckpt) else None
     save_config(cfg, os.path.join(args.out, "config.yaml"))  # after the resume check: never clobbered
-    proposer = MultiBoxProposer(model, priors, mcfg, args.device)
-    for epoch in tqdm(range(start, tcfg.epochs), desc="epochs", unit="epoch", initial=start, total=tcfg.epochs):
-        for group in optimizer.param_groups:  # cosine decay, set per epoch so resume needs no scheduler
-            group["lr"] = tcfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / tcfg.epochs))
-        row = {"epoch": epoch + 1, **train_epoch(model, optimizer, train_images, train_targets, priors,
-                                                mcfg, tcfg, epoch)}
-        if val is not None:
-            row.update(val_recall(proposer, val, val_images, val_sizes))
-        history.append(row)
-        log.info(_fmt(row))
-        save_checkpoint(ckpt, model, priors, mcfg, epoch + 1, optimizer,
-                        extra={"train_config": dataclasses.asdict(tcfg), "history": history,
-                               "commit": git_commit()})
-        write_json(os.path.join(args.out, "history.json"), history, indent=2)
+    proposer = MultiBoxProposer(model, model.priors, mcfg, args.device)
+
+    def evaluate(_state) -> dict:
+        return val_recall(proposer, val, val_images, val_sizes) if val is not None else {}
+
+    def save(s) -> None:
+        save_checkpoint(ckpt, model, mcfg, config, optimizer.state_dict(), s.to_dict())
+        write_json(os.path.join(args.out, "history.json"), s.history, indent=2)
+
+    fit(multibox_recipe(model, optimizer, train_images, train_targets, mcfg, tcfg, save, evaluate), state)
     return 0
 
 
