@@ -1,4 +1,4 @@
-"""A synthetic detection benchmark the project generates (issue 2), since nothing can be downloaded.
+"""A synthetic detection benchmark the project generates , since nothing can be downloaded.
 
 Each image (long side 256..512 px, short/long 0.6..1) is a background plus 0..10 objects of the
 classes in :data:`CLASSES`:
