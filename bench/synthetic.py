@@ -65,7 +65,7 @@ _UPRIGHT = {"letter_A", "digit_7", "coffee_cup", "cat_face", "horse"}  # small r
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Knobs of the generator (the defaults are the benchmark issue 2 asks for)."""
+    """Knobs of the generator (the defaults make the benchmark the README describes)."""
 
     min_long_side: int = 256  # image long side range, pixels
     max_long_side: int = 512

@@ -1,4 +1,4 @@
-"""Generate the synthetic detection benchmark (issue 2).
+"""Generate the synthetic detection benchmark (bench/synthetic.py; README "The synthetic benchmark").
 
     python tools/make_synthetic.py --out DIR --images N --seed S [--split train|val] [--preview PNG]
 
