@@ -2,8 +2,8 @@
 
 REPORT.json is ``{"protocol": str, "mAP": float, "per_class": {name: AP}, "stats": {...}}``
 (a contract of ``tools/eval.py --json``). JSON has no NaN: an undefined number (an ILSVRC class
-with detections but no positives) is written as ``null`` and read back as NaN. COCO's undefined numbers stay -1, as
-pycocotools gives them.
+with detections but no positives) is written as ``null`` and read back as NaN. COCO's undefined
+numbers stay -1, as pycocotools gives them.
 """
 from __future__ import annotations
 
