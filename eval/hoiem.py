@@ -41,7 +41,7 @@ class ClassGroup:
 
 
 # The synthetic benchmark's 15 classes: drawn shapes, glyphs, and cut-outs of photographed
-# objects (core.synthetic.CLASSES).
+# objects (bench.synthetic.CLASSES).
 SYNTHETIC_GROUPS = (
     ClassGroup("shapes", ["circle", "square", "triangle", "star", "cross", "ring", "hexagon", "heart",
                           "arrow", "crescent"]),
