@@ -31,6 +31,9 @@ class ImageError(ValueError):
         self.path = str(path)
         self.reason = reason
 
+    def __reduce__(self):  # rebuilt from (path, reason) when a worker process sends it back
+        return type(self), (self.path, self.reason)
+
 
 @dataclass(frozen=True)
 class LoadedImage:
