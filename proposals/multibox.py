@@ -44,7 +44,7 @@ from torchvision.ops import box_iou, nms, roi_align
 from tqdm import tqdm
 
 from core.checkpoint import load_weights_only
-from core.config import ConfigError, build_dataclass
+from core.config import AT_LEAST_ONE, COUNT, IOU, POSITIVE, ConfigError, Range, build_dataclass, check_ranges
 from core.errors import InputError
 from core.image import load_image
 from core.io import atomic_path
@@ -77,12 +77,17 @@ class MultiBoxConfig:
     prior_seed: int = 0  # k-means initialisation seed
     kmeans_iters: int = 100  # k-means iteration cap
 
+    def __post_init__(self):
+        check_ranges(self, width=POSITIVE, input_size=Range(32), num_priors=AT_LEAST_ONE, head_channels=AT_LEAST_ONE,
+                     head_grid=AT_LEAST_ONE, hidden=AT_LEAST_ONE, dropout=Range(0, 1, hi_open=True), alpha=COUNT,
+                     match_iou=IOU, nms_iou=IOU, top_k=AT_LEAST_ONE, prior_seed=COUNT, kmeans_iters=AT_LEAST_ONE)
+
 
 @dataclass(frozen=True)
 class MultiBoxTrainConfig:
     """Optimisation of :class:`MultiBoxNet` (used by tools/train_multibox.py)."""
 
-    epochs: int = 30
+    epochs: int = 15  # val recall was flat after the first epochs on the synthetic split
     batch_size: int = 32
     lr: float = 0.003  # AdamW peak, cosine decay per epoch (1e-3 learned too slowly in 20 epochs)
     weight_decay: float = 0.0001
@@ -90,6 +95,10 @@ class MultiBoxTrainConfig:
     seed: int = 0  # network init, batch order and flips
     max_images: int = 0  # 0 = the whole train split (a cap helps quick sweeps)
     val_images: int = 0  # 0 = the whole val split for the per-epoch recall
+
+    def __post_init__(self):
+        check_ranges(self, epochs=AT_LEAST_ONE, batch_size=AT_LEAST_ONE, lr=POSITIVE, weight_decay=COUNT,
+                     seed=COUNT, max_images=COUNT, val_images=COUNT)
 
 
 # ---------------------------------------------------------------- priors, coding, matching
