@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core.digest import sha256_bytes, sha256_file
-from core.image import load_image
+from core.image import WORK_PIXELS, load_image
 from core.store import read_arrays, write_arrays
 from core.structures import DetectionDataset
 from proposals.base import Proposals, Proposer
@@ -81,8 +81,14 @@ def _init_worker(factory: Callable[[], Proposer]) -> None:
 
 
 def _compute(image_path: str, entry: str, key: str) -> Proposals:
-    """Worker task: proposals of one image, written to ``entry`` under ``key``."""
-    proposals = _WORKER_PROPOSER(load_image(image_path).pixels)
+    """Worker task: proposals of one image, written to ``entry`` under ``key``.
+
+    An image above ``WORK_PIXELS`` is proposed for at a reduced size (core.image's memory bound);
+    its boxes are stored in the original pixels like every other's.
+    """
+    image = load_image(image_path, WORK_PIXELS)
+    proposals = _WORKER_PROPOSER(image.pixels)
+    proposals = Proposals(image.to_full(proposals.boxes), proposals.sources)
     save_proposals(entry, key, proposals)
     return proposals
 
