@@ -14,10 +14,10 @@ from proposals.build import ProposalsConfig
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-def schemas(kit) -> dict:
+def schemas(load_tool) -> dict:
     """The --config schema of each tool that names a shipped config in its header."""
-    return {"train": kit.load_tool("train").Schema, "detect": DetectSchema, "test": DetectSchema,
-            "train_multibox": kit.load_tool("train_multibox").Schema, "propose": ProposalsConfig,
+    return {"train": load_tool("train").Schema, "detect": DetectSchema, "test": DetectSchema,
+            "train_multibox": load_tool("train_multibox").Schema, "propose": ProposalsConfig,
             "visualize_proposals": ProposalsConfig, "benchmark": ProposalsConfig}
 
 
@@ -26,9 +26,9 @@ OWNER = {"detector.yaml": "train", "multibox.yaml": "train_multibox", "proposals
 
 
 @pytest.mark.parametrize("name", sorted(OWNER))
-def test_shipped_config_equals_the_defaults(kit, name):
+def test_shipped_config_equals_the_defaults(load_tool, name):
     """Every section the file lists holds exactly the defaults' keys and values."""
-    schema = schemas(kit)[OWNER[name]]
+    schema = schemas(load_tool)[OWNER[name]]
     listed = yaml.safe_load((CONFIGS / name).read_text())
     defaults = config_to_dict(schema())
     assert set(listed) <= set(defaults)
@@ -37,26 +37,26 @@ def test_shipped_config_equals_the_defaults(kit, name):
 
 
 @pytest.mark.parametrize("name", sorted(OWNER))
-def test_every_tool_in_the_header_loads_it(kit, name):
+def test_every_tool_in_the_header_loads_it(load_tool, name):
     path = CONFIGS / name
     header = "".join(line for line in path.read_text().splitlines(True) if line.startswith("#"))
     tools = set(re.findall(r"tools/(\w+)\.py", header))
     assert OWNER[name] in tools
     for tool in tools:
-        schema = schemas(kit)[tool]
+        schema = schemas(load_tool)[tool]
         assert load_config(schema, path) == schema(), tool  # the file is the defaults
 
 
-def test_train_without_config_is_the_readme_recipe(kit):
-    cfg = kit.load_tool("train").Schema()
+def test_train_without_config_is_the_readme_recipe(load_tool):
+    cfg = load_tool("train").Schema()
     assert (cfg.train.epochs, cfg.train.lr_steps, cfg.train.bbox_regression) == (12, (9,), True)
     assert cfg.data.proposal_method == "ss2x" and cfg.detector.proposal_method == "merged"
 
 
-def test_a_misspelt_key_in_a_section_the_tool_reads_is_refused(kit, tmp_path, capsys):
+def test_a_misspelt_key_in_a_section_the_tool_reads_is_refused(load_tool, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text((CONFIGS / "detector.yaml").read_text().replace("  top_k: 100", "  topk: 100"))
-    code = run(kit.load_tool("detect").main, [str(tmp_path), "--config", str(bad)])
+    code = run(load_tool("detect").main, [str(tmp_path), "--config", str(bad)])
     assert code == 2 and "detector.topk: unknown key" in capsys.readouterr().err
 
 
@@ -69,7 +69,7 @@ def test_a_misspelt_key_in_a_section_the_tool_reads_is_refused(kit, tmp_path, ca
     ("proposals.ss2x.sigma=-1", "proposals.ss2x.sigma: -1.0 is out of range (0 <= value)"),
     ("proposals.merge.dedupe_iou=0", "proposals.merge.dedupe_iou: 0.0 is out of range (0 < value <= 1)"),
 ])
-def test_out_of_range_settings_are_one_line_and_exit_2(kit, tmp_path, capsys, setting, message):
-    code = run(kit.load_tool("detect").main, [str(tmp_path), "--set", setting])
+def test_out_of_range_settings_are_one_line_and_exit_2(load_tool, tmp_path, capsys, setting, message):
+    code = run(load_tool("detect").main, [str(tmp_path), "--set", setting])
     err = capsys.readouterr().err
     assert code == 2 and err.strip() == f"error: {message}"
