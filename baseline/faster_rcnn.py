@@ -20,7 +20,8 @@ from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
 from tqdm import tqdm
 
 from core import checkpoint as common
-from core.config import ConfigError, build_dataclass
+from core.config import (AT_LEAST_ONE, COUNT, FRACTION, POSITIVE, ConfigError, Range, build_dataclass,
+                         check_ranges)
 from core.engine import Recipe, TrainState, fit
 from core.engine import resume as engine_resume
 from core.errors import InputError
@@ -45,6 +46,14 @@ class BaselineConfig:
     score_thresh: float = 0.01   # keep low scores: AP needs the tail
     detections_per_img: int = 100
     seed: int = 0
+
+    def __post_init__(self):
+        check_ranges(self, min_size=AT_LEAST_ONE, max_size=AT_LEAST_ONE, batch_size=AT_LEAST_ONE, lr=POSITIVE,
+                     momentum=Range(0, 1, hi_open=True), weight_decay=COUNT, warmup_iters=COUNT,
+                     budget_minutes=POSITIVE, lr_drop_at=Range(0, 1), score_thresh=FRACTION,
+                     detections_per_img=AT_LEAST_ONE, seed=COUNT)
+        if self.min_size > self.max_size:
+            raise ConfigError(f"min_size: {self.min_size} is out of range (value <= max_size {self.max_size})")
 
 
 def build_model(num_classes: int, cfg: BaselineConfig) -> torch.nn.Module:

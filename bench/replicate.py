@@ -45,9 +45,13 @@ def previous_rows(out: str, key: dict) -> dict:
     path = out + ".json"
     if not os.path.isfile(path):
         return {}
-    with open(path) as f:
-        saved = json.load(f)
-    if saved.get("key") != key:
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as err:  # a damaged results file costs a re-measurement, not a crash
+        log.warning("%s: unreadable (%s); measuring everything again", path, err)
+        return {}
+    if not isinstance(saved, dict) or saved.get("key") != key:
         log.warning("%s: measured on other images or weights; measuring everything again", path)
         return {}
     return saved

@@ -1,14 +1,19 @@
 """YAML configuration into frozen dataclasses, one per stage.
 
 A tool declares its schema as a frozen dataclass whose fields are stage dataclasses (each with
-defaults in code). :func:`load_config` reads an optional YAML file and ``stage.key=value``
-overrides (values parsed as YAML) into that schema. Unknown keys and wrong types raise
-:class:`ConfigError` naming the key. :func:`save_config` writes the effective config so every
-run leaves it beside its outputs.
+defaults in code: the defaults are the recipe, and ``configs/*.yaml`` spell them out). :func:`load_config`
+reads an optional YAML file and ``stage.key=value`` overrides (values parsed as YAML) into that
+schema. A file's sections for other tools' stages are skipped (one config file serves training and
+detection); an unknown key inside a section the tool reads, a misspelt section, a wrong type or a
+value out of its range (each stage's ``__post_init__``, :func:`check_ranges`) raise
+:class:`ConfigError` naming ``stage.key``. :func:`save_config` writes the effective config so
+every run leaves it beside its outputs.
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import os
 import types
 import typing
@@ -18,6 +23,7 @@ import yaml
 
 from core.io import write_text
 
+log = logging.getLogger(__name__)
 
 class ConfigError(ValueError):
     """A config file cannot be read, or a key is unknown or its value has the wrong type or range.
@@ -25,6 +31,55 @@ class ConfigError(ValueError):
     A stage dataclass's ``__post_init__`` may raise it as ``"key: reason"``;
     :func:`build_dataclass` adds the stage, ``"stage.key: reason"``.
     """
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A closed or half-open interval of valid numbers, e.g. ``Range(0, 1, lo_open=True)`` = (0, 1]."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, value) -> bool:
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            return False  # a NaN is in no range
+        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
+            return False
+        return self.hi is None or not (value > self.hi or (self.hi_open and value == self.hi))
+
+    def __str__(self) -> str:
+        left = "" if self.lo is None else f"{self.lo} {'<' if self.lo_open else '<='} "
+        right = "" if self.hi is None else f" {'<' if self.hi_open else '<='} {self.hi}"
+        return f"{left}value{right}"
+
+
+POSITIVE = Range(0, lo_open=True)  # > 0
+COUNT = Range(0)  # >= 0 (0 usually meaning "all" or "off")
+AT_LEAST_ONE = Range(1)
+FRACTION = Range(0, 1)  # [0, 1]
+IOU = Range(0, 1, lo_open=True)  # (0, 1]: IoU 0 would suppress or match everything
+
+
+def check_ranges(cfg, **ranges) -> None:
+    """Raise :class:`ConfigError` ``"key: value is out of range (lo <= value <= hi)"`` for the first
+    field of ``cfg`` outside its :class:`Range` (a list field: any item) or set of allowed values;
+    ``None`` (an Optional field left unset) is always allowed.
+
+    Called by a stage dataclass's ``__post_init__``; :func:`build_dataclass` prefixes the stage.
+    """
+    for key, allowed in ranges.items():
+        value = getattr(cfg, key)
+        if value is None:  # only an Optional field holds None (the types are checked first)
+            continue
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        shown = items if isinstance(value, (list, tuple)) else value  # as the user wrote it in YAML
+        if isinstance(allowed, Range):
+            if any(item not in allowed for item in items):
+                raise ConfigError(f"{key}: {shown!r} is out of range ({allowed})")
+        elif any(item not in allowed for item in items):
+            raise ConfigError(f"{key}: {shown!r} is not one of {', '.join(map(str, allowed))}")
 
 
 def _type_name(tp) -> str:
@@ -127,8 +182,29 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def _own_sections(schema, tree: dict, path) -> dict:
+    """The sections of a config file's ``tree`` that ``schema`` reads.
+
+    Sections of other tools' stages are skipped with one log line; a section one typo away from a
+    stage of ``schema`` (``detecter``) is refused, since the user meant this tool to read it.
+    """
+    names = [f.name for f in dataclasses.fields(schema)]
+    others = [k for k in tree if k not in names]
+    for key in others:
+        close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.8)
+        if close:
+            raise ConfigError(f"{key}: unknown key (did you mean {close[0]}?)")
+    if others:
+        log.info("%s: this tool reads %s; skipping %s", path, ", ".join(names), ", ".join(map(str, others)))
+    return {k: v for k, v in tree.items() if k in names}
+
+
 def load_config(schema, path=None, overrides=()):
-    """Load ``schema`` (a frozen dataclass of stage dataclasses) from YAML plus overrides."""
+    """Load ``schema`` (a frozen dataclass of stage dataclasses) from YAML plus overrides.
+
+    Sections of ``path`` that ``schema`` does not have are skipped (see :func:`_own_sections`);
+    an override naming a stage or key the schema does not have is refused.
+    """
     tree: dict = {}
     if path is not None:
         try:
@@ -142,6 +218,7 @@ def load_config(schema, path=None, overrides=()):
             raise ConfigError(f"{path}: not UTF-8 text, not a YAML config ({err.reason})") from None
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of stages")
+        tree = _own_sections(schema, tree, path)
     for text in overrides:
         key, value = parse_override(text)
         _set_path(tree, key, value)

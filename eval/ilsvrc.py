@@ -27,7 +27,10 @@ Where the devkit crashes or silently corrupts, we decide, and say so:
   error too (unknown WNIDs in the XMLs are rejected by :func:`core.formats.ilsvrc.read_ilsvrc`).
 * The devkit's mean AP is NaN as soon as one class is NaN; we report the mean over the classes
   that are not NaN (``nanmean``), warn naming the NaN classes, and keep the devkit's plain mean in
-  ``stats["devkit_mean"]`` (``None`` when NaN).
+  ``stats["devkit_mean"]`` (``None`` when NaN). A class without positives scores 0 without
+  detections but NaN with any, so detections on such classes leave them out of the mean and raise
+  it: the counts ``classes_without_positives`` and ``classes_without_positives_detected`` say how
+  many, and the warning names them.
 """
 from __future__ import annotations
 
@@ -51,7 +54,8 @@ DEFAULT_IOU = 0.5  # eval_detection.m: defaultIOUthr
 PIXEL_TOLERANCE = 10  # eval_detection.m: pixelTolerance (about 5 px of slack on each side)
 
 
-IlsvrcResult = ClassResults  # counts: detections, unlisted_image, blacklisted, class_not_scored
+IlsvrcResult = ClassResults  # counts: detections, unlisted_image, blacklisted, class_not_scored,
+# blacklisted_objects, classes_without_positives, classes_without_positives_detected
 
 
 def object_thresholds(boxes: np.ndarray) -> np.ndarray:
@@ -178,6 +182,9 @@ def _score(dataset: DetectionDataset, det_key: np.ndarray, det_boxes: np.ndarray
     matched = greedy_skip_matched(pairs, acceptable, det_key, len(gt_key))
     tp = matched >= 0
     curves = class_curves(labels, tp, ~tp & ~det_black, npos)
+    detected = np.bincount(labels[labels < scored], minlength=scored)[:scored] > 0
+    counts.update(classes_without_positives=int((npos == 0).sum()),
+                  classes_without_positives_detected=int(((npos == 0) & detected).sum()))
     ap = np.array([voc_ap(c) for c in curves], np.float64)
     result = IlsvrcResult(list(dataset.classes[:scored]), ap, curves, npos.astype(np.int64), counts)
     _warn(result, n_classes)
@@ -203,7 +210,13 @@ def evaluate_detections(dataset: DetectionDataset, dets: dict[int, Detections],
 
 
 def _warn(result: IlsvrcResult, n_classes: int) -> None:
-    result.warn_nan()
+    without = [name for name, n, ap in zip(result.classes, result.npos, result.ap) if n == 0 and np.isnan(ap)]
+    if without:  # the devkit's own rule, kept for parity; say what it does to the mean
+        log.warning("%d classes have detections but no ground truth (%s): their AP is NaN (the devkit's "
+                    "0/0 recall), so they are left out of the mAP; without those detections they would "
+                    "score 0 and lower it", len(without), ", ".join(without[:10]) + (" ..." if len(without) > 10 else ""))
+    else:
+        result.warn_nan()
     if len(result.classes) < n_classes:
         log.warning("only classes 1..%d are scored (the largest class with a box); %d detections of "
                     "later classes ignored", len(result.classes), result.counts["class_not_scored"])

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from core.config import AT_LEAST_ONE, check_ranges
 from core.errors import InputError
 from core.structures import DetectionDataset
 from eval.report import to_json_value
@@ -49,6 +50,9 @@ class RecallConfig:
     top_n: int | None = None  # use each image's top N proposals only (None: all)
     counts: tuple[int, ...] = DEFAULT_COUNTS  # the N of AR@N
     include_difficult: bool = True  # count VOC 'difficult' objects (crowd regions never count)
+
+    def __post_init__(self):
+        check_ranges(self, top_n=AT_LEAST_ONE, counts=AT_LEAST_ONE)
 
 
 @dataclass

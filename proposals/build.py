@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.digest import sha256_file
 from core.errors import InputError
 from proposals.base import Proposer
 from proposals.merge import MergeConfig, MergedProposer
@@ -71,11 +71,8 @@ def build_proposer(method: str, cfg: ProposalsConfig | None = None, multibox_wei
 
 @functools.lru_cache(maxsize=8)
 def _file_sha256(path: str, mtime: float, size: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """sha256 of a weights file, remembered per (path, mtime, size) so a rewrite is seen."""
+    return sha256_file(path)
 
 
 def proposer_key(method: str, cfg: ProposalsConfig | None = None, multibox_weights=None) -> dict:

@@ -20,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 
+from core.config import COUNT, IOU, check_ranges
 from proposals.base import Proposals, Proposer
 
 Rule = Literal["multibox_first", "ss_first", "interleave", "by_rank"]
@@ -32,6 +33,9 @@ class MergeConfig:
     rule: Rule = "multibox_first"  # order of the merged list (see the module docstring)
     multibox_top_k: int = 200  # MultiBox boxes kept (GLN: 200)
     dedupe_iou: float = 1.0  # drop a box with IoU >= this to a better-ranked one; 1.0 = exact only
+
+    def __post_init__(self):
+        check_ranges(self, multibox_top_k=COUNT, dedupe_iou=IOU)
 
 
 def merge_order(n_ss: int, n_mb: int, rule: str) -> np.ndarray:

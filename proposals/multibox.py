@@ -48,7 +48,7 @@ from torchvision.ops import box_iou, nms, roi_align
 
 from core import checkpoint as common
 from core.box_coder import BoxCoder
-from core.config import ConfigError, build_dataclass
+from core.config import AT_LEAST_ONE, COUNT, IOU, POSITIVE, ConfigError, Range, build_dataclass, check_ranges
 from core.errors import InputError
 from nets.inception import BasicConv2d, Inception, normalize
 from proposals.base import SOURCE_MULTIBOX, Proposals
@@ -77,6 +77,11 @@ class MultiBoxConfig:
     top_k: int = 200  # proposals kept after NMS (GLN: 200)
     prior_seed: int = 0  # k-means initialisation seed
     kmeans_iters: int = 100  # k-means iteration cap
+
+    def __post_init__(self):
+        check_ranges(self, width=POSITIVE, input_size=Range(32), num_priors=AT_LEAST_ONE, head_channels=AT_LEAST_ONE,
+                     head_grid=AT_LEAST_ONE, hidden=AT_LEAST_ONE, dropout=Range(0, 1, hi_open=True), alpha=COUNT,
+                     match_iou=IOU, nms_iou=IOU, top_k=AT_LEAST_ONE, prior_seed=COUNT, kmeans_iters=AT_LEAST_ONE)
 
 
 # ---------------------------------------------------------------- priors

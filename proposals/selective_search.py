@@ -53,7 +53,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from core.config import ConfigError
+from core.config import AT_LEAST_ONE, COUNT, ConfigError, check_ranges
 from proposals.base import SOURCE_SS, Proposals
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,9 @@ class SelectiveSearchConfig:
                 raise ConfigError(f"similarities: {sim!r} must be letters from {SIMILARITY_LETTERS!r}")
         if not self.ks or min(self.ks) <= 0:
             raise ConfigError(f"ks: need positive thresholds, got {list(self.ks)}")
+        if not self.color_spaces or not self.similarities:
+            raise ConfigError("color_spaces, similarities: need at least one each (no hierarchy to run)")
+        check_ranges(self, min_size=AT_LEAST_ONE, sigma=COUNT, min_box_size=COUNT, max_side=COUNT, seed=COUNT)
 
 
 PRESETS = {

@@ -35,7 +35,7 @@ from core.cli import run
 from core.config import add_config_args, load_config, save_run_config
 from core.draw import draw_detections, save_image
 from core.errors import InputError
-from core.image import ImageError, list_images, load_image
+from core.image import WORK_PIXELS, ImageError, list_images, load_image
 from core.io import write_json
 from core.structures import Detections
 from detector.config import DetectorConfig, DetectSchema
@@ -70,9 +70,9 @@ def resolve_weights(weights: str | None) -> str:
     return str(BUNDLED)
 
 
-def record(image: str, pixels: np.ndarray, dets: Detections, classes: list[str]) -> dict:
-    """The JSON entry of one image."""
-    return {"image": image, "width": int(pixels.shape[1]), "height": int(pixels.shape[0]),
+def record(image: str, size: tuple[int, int], dets: Detections, classes: list[str]) -> dict:
+    """The JSON entry of one image of ``size`` (width, height)."""
+    return {"image": image, "width": int(size[0]), "height": int(size[1]),
             "detections": [{"box": [float(v) for v in box], "score": float(score), "label": int(label),
                             "category": classes[label]}
                            for box, score, label in zip(dets.boxes, dets.scores, dets.labels)]}
@@ -93,14 +93,16 @@ def draw(pixels: np.ndarray, entry: dict, path: str, min_score: float = 0.0) -> 
 
 def process(path: str, proposer, members, cfg: DetectorConfig, out: str | None, draw_threshold: float) -> dict:
     """Detect in one image; prints its lines and returns its JSON entry."""
-    pixels = load_image(path).pixels
+    image = load_image(path, WORK_PIXELS)  # a huge image is decoded reduced (core.image's bound)
     with torch.no_grad():
-        dets = detect(pixels, proposer, members, cfg)
-    entry = record(path, pixels, dets, members[0].classes)
+        dets = detect(image.pixels, proposer, members, cfg)
+    full = dataclasses.replace(dets, boxes=image.to_full(dets.boxes))  # boxes in the file's pixels
+    entry = record(path, image.full_size, full, members[0].classes)
     for det in entry["detections"]:
         tqdm.write(format_line(path, det))  # keeps the progress bar intact on a terminal
-    if out:
-        draw(pixels, entry, os.path.join(out, Path(path).stem + ".png"), draw_threshold)
+    if out:  # drawn on the (possibly reduced) decoded pixels, so with the boxes in those pixels
+        shown = record(path, image.pixels.shape[1::-1], dets, members[0].classes)
+        draw(image.pixels, shown, os.path.join(out, Path(path).stem + ".png"), draw_threshold)
     return entry
 
 

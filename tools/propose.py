@@ -6,7 +6,9 @@
 ``image`` as given, boxes xyxy in rank order in the original image's pixels, ``seconds`` the time to
 compute that image's proposals (not reading the image, not loading models). An image that cannot
 be read or proposed for is one ``error:`` line on stderr and has no record; the others go on. Exit
-status: 0 when every image succeeded, 1 when some failed, 2 on a usage or config error.
+status: 0 when every image succeeded, 1 when some failed, 2 on a usage or config error or when no
+image was given (an empty folder). Images above core.image.WORK_PIXELS are proposed for at a
+reduced size; their boxes are mapped back to the original pixels.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from tqdm import tqdm
 
 import core.cli
 from core.config import add_config_args, load_config, save_run_config
-from core.image import ImageError, list_images, load_image
+from core.errors import InputError
+from core.image import WORK_PIXELS, ImageError, list_images, load_image
 from core.io import write_json
 from proposals.build import METHODS, ProposalsConfig, build_proposer
 
@@ -41,11 +44,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def propose_one(path: str, proposer) -> dict:
     """The JSON record of one image (boxes xyxy in original pixels, rank order)."""
-    pixels = load_image(path).pixels
+    image = load_image(path, WORK_PIXELS)
     start = time.perf_counter()
-    proposals = proposer(pixels)
+    proposals = proposer(image.pixels)
     seconds = time.perf_counter() - start
-    boxes = np.round(proposals.boxes.astype(np.float64), 3).tolist()  # float32 noise off
+    boxes = np.round(image.to_full(proposals.boxes).astype(np.float64), 3).tolist()  # float32 noise off
     log.info("%s: %d proposals in %.3f s", path, len(proposals), seconds)
     return {"image": path, "boxes": boxes, "seconds": round(seconds, 6)}
 
@@ -53,9 +56,12 @@ def propose_one(path: str, proposer) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = load_config(ProposalsConfig, args.config, args.overrides)
+    paths = list_images(args.images)
+    if not paths:
+        raise InputError(f"{' '.join(args.images)}: no images found")
     proposer = build_proposer(args.method, cfg, args.multibox_weights, args.device)
     records, failed = [], 0
-    for path in tqdm(list_images(args.images), desc=args.method, unit="img"):
+    for path in tqdm(paths, desc=args.method, unit="img"):
         try:
             records.append(propose_one(path, proposer))
         except ImageError as err:  # one bad image must not stop the batch (as tools/detect.py)

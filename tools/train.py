@@ -32,7 +32,8 @@ import sys
 import torch
 
 from core.cli import run
-from core.config import add_config_args, config_to_dict, load_config, save_config
+from core.config import (COUNT, add_config_args, check_ranges, config_to_dict, load_config,
+                         save_config)
 from core.formats.coco import read_split
 from core.io import write_json
 from detector.bbox_regression import train_box_regressor
@@ -43,18 +44,22 @@ from detector.config import (BBoxRegressionConfig, ClassifierConfig, DetectorCon
 from detector.sampler import RegionSampler
 from detector.train import ImageStore, TrainState, fit, make_optimizer, make_validation, resume
 from nets.inception import TORCHVISION_GOOGLENET_MEAN, TORCHVISION_GOOGLENET_STD, load_torchvision_googlenet
-from proposals.build import ProposalsConfig, build_proposer, proposer_key
+from proposals.build import METHODS, ProposalsConfig, build_proposer, proposer_key
 from proposals.cache import dataset_proposals
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     train: str = "data/train"  # split folder: annotations.json + images/
     val: str = "data/val"  # split for the per-epoch val loss and mAP ("" to skip)
-    proposal_method: str = "merged"  # ss, ss2x, multibox or merged (GLN: ss2x + 200 MultiBox)
+    proposal_method: str = "ss2x"  # training windows: ss2x + the GT boxes, as R-CNN trained on selective
+    # search; detection adds MultiBox (merged). Keeps members independent of the MultiBox weights.
     multibox_weights: str = ""  # "" = proposals.build's default, assets/model/multibox.pt
     cache_dir: str = "cache/proposals"  # proposal cache, keyed by image content and parameters
     workers: int = 2  # processes computing proposals
     max_images: int = 0  # use only the first N training images (0 = all)
+
+    def __post_init__(self):
+        check_ranges(self, proposal_method=METHODS, workers=COUNT, max_images=COUNT)
 
 
 @dataclasses.dataclass(frozen=True)

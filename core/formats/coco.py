@@ -113,10 +113,15 @@ def _annotations(path, data, image_ids: set, cat_label: dict) -> dict[int, list[
     at evaluation time; :func:`write_coco` always writes them).
     """
     per_image = defaultdict(list)
+    seen: set[int] = set()
     for i, ann in enumerate(_field(path, "top level", data, "annotations", list)):
         where = f"annotation {i}"
         if isinstance(ann, dict) and "id" in ann:
-            where = f"annotation id {_field(path, where, ann, 'id', int)}"
+            aid = _field(path, where, ann, "id", int)
+            if aid in seen:  # a copied object: pycocotools would count it twice as a positive
+                raise InputError(f"{path}: annotation id {aid} appears twice")
+            seen.add(aid)
+            where = f"annotation id {aid}"
         iid, cid = _ids(path, where, ann, image_ids, cat_label)
         x, y, w, h = _xywh(path, where, ann)
         crowd = _field(path, where, ann, "iscrowd", int) if "iscrowd" in ann else 0

@@ -14,9 +14,13 @@ Malformed input raises :class:`core.errors.InputError` as ``FILE:LINE: reason`` 
 """
 from __future__ import annotations
 
+import faulthandler
 import logging
+import multiprocessing
 import os
 import re
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -63,6 +67,22 @@ def _mat_str(value) -> str:
 
 
 def _mat_synsets(path: str) -> list[Synset]:
+    """The synsets of ``meta_det.mat``, read in a child process.
+
+    Some damaged MAT files (a flipped bit in an element's size) crash scipy's C reader with a
+    segmentation fault, which no ``except`` can catch; in a child, the crash becomes an InputError.
+    """
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    # the child's crash is reported as one line below, not as a faulthandler dump
+    with ProcessPoolExecutor(1, mp_context=context, initializer=faulthandler.disable) as pool:
+        try:
+            return pool.submit(_read_mat_synsets, path).result()
+        except BrokenProcessPool:
+            raise InputError(f"{path}: cannot read MATLAB file (scipy's reader crashed on it: "
+                             "the file is damaged)") from None
+
+
+def _read_mat_synsets(path: str) -> list[Synset]:
     try:
         mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
     except Exception as err:  # scipy raises several types (ValueError, MatReadError, OSError)

@@ -32,3 +32,12 @@ def test_resume_keeps_rows_only_for_the_same_key(tmp_path):
     assert rep.previous_rows(out, {"images": "a"})["detectors"] == {"single, ss": {"mAP": 0.3}}
     assert rep.previous_rows(out, {"images": "b"}) == {}
     assert rep.previous_rows(str(tmp_path / "none"), {"images": "a"}) == {}
+
+
+def test_a_damaged_results_file_is_measured_again(tmp_path, caplog):
+    out = str(tmp_path / "replicate")
+    (tmp_path / "replicate.json").write_text('{"key": {"images": "ab')  # truncated
+    assert rep.previous_rows(out, {"images": "ab"}) == {}
+    assert "replicate.json: unreadable" in caplog.text
+    (tmp_path / "replicate.json").write_text("[1, 2]")  # valid JSON, not a results file
+    assert rep.previous_rows(out, {"images": "ab"}) == {}

@@ -190,3 +190,40 @@ def test_save_run_config_beside_each_output(tmp_path):
     save_run_config(Schema(), tmp_path / "drawn", tmp_path / "dets.json", None, tmp_path / "plots")
     for path in (tmp_path / "drawn" / "config.yaml", tmp_path / "dets.config.yaml", tmp_path / "plots" / "config.yaml"):
         assert "k: 3" in path.read_text()
+
+
+def test_other_stages_sections_are_skipped_but_overrides_are_not(tmp_path, caplog):
+    """One config file serves several tools: each reads its own sections and skips the rest."""
+    import logging
+    path = _yaml(tmp_path, "train:\n  epochs: 4\ndata:\n  anything: 1\nclassifier: {width: 2}\n")
+    with caplog.at_level(logging.INFO):
+        assert load_config(Schema, path).train.epochs == 4
+    assert "skipping data, classifier" in caplog.text
+    with pytest.raises(ConfigError, match="^data: unknown key"):
+        load_config(Schema, path, ["data.anything=2"])
+
+
+def test_range_checks_name_stage_key_value_and_range():
+    from core.config import IOU, Range, check_ranges
+
+    @dataclass(frozen=True)
+    class Stage:
+        iou: float = 0.5
+        sizes: tuple[int, ...] = (1, 2)
+        mode: str = "a"
+
+        def __post_init__(self):
+            check_ranges(self, iou=IOU, sizes=Range(1), mode=("a", "b"))
+
+    @dataclass(frozen=True)
+    class Root:
+        stage: Stage = field(default_factory=Stage)
+
+    assert load_config(Root, None, ["stage.iou=1"]).stage.iou == 1.0
+    for setting, message in [("stage.iou=0", "stage.iou: 0.0 is out of range (0 < value <= 1)"),
+                             ("stage.iou=.nan", "stage.iou: nan is out of range (0 < value <= 1)"),
+                             ("stage.sizes=[3, 0]", "stage.sizes: [3, 0] is out of range (1 <= value)"),
+                             ("stage.mode=c", "stage.mode: 'c' is not one of a, b")]:
+        with pytest.raises(ConfigError) as err:
+            load_config(Root, None, [setting])
+        assert str(err.value) == message

@@ -118,6 +118,11 @@ def test_malformed_file_level(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(InputError, match="category id 1 appears twice"):
         read_coco(path)
+    data = _broken()
+    data["annotations"].append(dict(data["annotations"][0]))
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"bad.json: annotation id \d+ appears twice"):
+        read_coco(path)
     with pytest.raises(InputError, match="file not found"):
         read_coco(tmp_path / "missing.json")
 

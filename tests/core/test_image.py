@@ -148,3 +148,44 @@ def test_beyond_the_pixel_limit_is_an_image_error(tmp_path, monkeypatch, size):
     Image.new("RGB", size).save(tmp_path / "bomb.png")
     with pytest.raises(ImageError, match=rf"bomb.png: too large: {size[0] * size[1]} pixels"):
         load_image(tmp_path / "bomb.png")
+
+
+def test_reduced_decoding_maps_boxes_back_to_full_pixels(tmp_path):
+    Image.fromarray(_rgb(200, 300)).save(tmp_path / "big.png")
+    full = load_image(tmp_path / "big.png")
+    assert full.scale == 1 and full.to_full(np.ones((1, 4), np.float32)) is not None
+    small = load_image(tmp_path / "big.png", max_pixels=6000)
+    assert small.scale == 4 and small.pixels.shape == (50, 75, 3) and small.full_size == (300, 200)
+    assert small.original_size == (300, 200)
+    np.testing.assert_allclose(small.pixels[10, 10], full.pixels[40:44, 40:44].reshape(-1, 3).mean(0), atol=1)
+    boxes = np.array([[1, 2, 10, 20], [70, 40, 75, 50]], np.float32)
+    np.testing.assert_array_equal(small.to_full(boxes), [[4, 8, 40, 80], [280, 160, 300, 200]])
+    same = load_image(tmp_path / "big.png", max_pixels=60000)  # within the limit: untouched
+    np.testing.assert_array_equal(same.pixels, full.pixels)
+    assert same.to_full(boxes) is boxes
+
+
+def test_jpeg_is_decoded_at_reduced_scale(tmp_path):
+    Image.fromarray(_rgb(600, 800)).save(tmp_path / "big.jpg", quality=95)
+    img = load_image(tmp_path / "big.jpg", max_pixels=40000)
+    assert img.scale == 4 and img.pixels.shape == (150, 200, 3)  # DCT scaling 1/4, no second step
+
+
+def test_exif_rotated_reduced_image_maps_to_the_rotated_frame(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise
+    Image.fromarray(_rgb(200, 300)).save(tmp_path / "r.jpg", exif=exif)
+    img = load_image(tmp_path / "r.jpg", max_pixels=6000)
+    assert img.full_size == (200, 300) and img.pixels.shape[:2] == (75, 50)
+    assert img.to_full(np.array([[0, 0, 60, 80]], np.float32)).tolist() == [[0, 0, 200, 300]]
+
+
+def test_decoded_size_beyond_the_bound_is_refused_unless_jpeg_can_reduce(tmp_path, monkeypatch):
+    import core.image
+    monkeypatch.setattr(core.image, "MAX_DECODE_BYTES", 4 * 100 * 100)
+    Image.fromarray(_rgb(101, 100)).save(tmp_path / "p.png")
+    Image.fromarray(_rgb(101, 100)).save(tmp_path / "j.jpg")
+    for path, reducible in ((tmp_path / "p.png", True), (tmp_path / "j.jpg", False)):
+        with pytest.raises(ImageError, match=r"too large to decode: 100 x 101 RGB needs 0.0 GiB"):
+            load_image(path, max_pixels=5000 if reducible else None)
+    assert load_image(tmp_path / "j.jpg", max_pixels=5000).scale == 2

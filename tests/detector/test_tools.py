@@ -96,7 +96,7 @@ def test_train_tool_proposals_only_fills_the_cache_and_trains_nothing(kit, tmp_p
             "--set", f"data.train={tmp_path / 'train'}", "--set", "data.val=", "--set", "data.proposal_method=ss",
             "--set", "data.workers=0", "--set", f"data.cache_dir={tmp_path / 'cache'}"]
     assert kit.load_tool("train").main(args) == 0
-    assert len(list((tmp_path / "cache").glob("*.npz"))) == 3 and not (tmp_path / "run").exists()
+    assert len(list((tmp_path / "cache").glob("*.entry"))) == 3 and not (tmp_path / "run").exists()
 
 
 def test_test_tool_scores_the_capped_ilsvrc_submission(kit, tmp_path, monkeypatch):

@@ -141,6 +141,18 @@ def test_classes_scored_and_nan_for_a_class_without_positives():
     assert res.classes == ["A"] and res.counts["class_not_scored"] == 1
 
 
+def test_classes_without_positives_but_with_detections_are_counted_and_warned(caplog):
+    """Detections on a class without objects turn its AP from 0 to NaN, which raises the mean
+    (the devkit's rule, kept): the report counts such classes and the warning names them."""
+    ds = ilsvrc_dataset([[(0, [0, 0, 99, 99]), (2, [0, 0, 49, 49])]])
+    res = run(ds, [(1, 0, 0.9, [0, 0, 99, 99])])
+    assert res.counts["classes_without_positives"] == 1 and res.counts["classes_without_positives_detected"] == 0
+    assert "no ground truth" not in caplog.text
+    res = run(ds, [(1, 0, 0.9, [0, 0, 99, 99]), (1, 1, 0.01, [0, 0, 9, 9])])
+    assert res.counts["classes_without_positives_detected"] == 1 and res.mean_ap == 0.5  # devkit parity
+    assert "1 classes have detections but no ground truth (B)" in caplog.text
+
+
 def test_unlisted_images_are_ignored_and_counted():
     ds = ilsvrc_dataset([[(0, [0, 0, 99, 99])]])
     res = run(ds, [(5, 0, 0.99, [0, 0, 99, 99]), (1, 0, 0.9, [0, 0, 99, 99])])

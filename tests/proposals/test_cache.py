@@ -70,13 +70,68 @@ def test_resume_computes_only_missing(split, tmp_path):
     assert len(CALLS) == 3
 
 
-def test_corrupt_entry_is_recomputed(split, tmp_path):
+def _truncate(entry):
+    entry.write_bytes(entry.read_bytes()[:-7])
+
+
+def _flip(entry):
+    data = bytearray(entry.read_bytes())
+    data[-40] ^= 0x10  # inside the arrays' bytes: only the checksum can see it
+    entry.write_bytes(bytes(data))
+
+
+def _garbage(entry):
+    entry.write_bytes(b"not an entry")
+
+
+def _directory(entry):  # unreadable: a folder where the file should be
+    entry.unlink()
+    entry.mkdir()
+
+
+@pytest.mark.parametrize("damage", [_truncate, _flip, _garbage], ids=["truncated", "bit-flip", "garbage"])
+def test_damaged_entry_is_reported_recomputed_and_rewritten(split, tmp_path, caplog, damage):
+    cache = tmp_path / "cache"
+    first = run(split, cache)
+    entry = sorted(cache.iterdir())[0]
+    good = entry.read_bytes()
+    damage(entry)
+    out = run(split, cache)
+    assert len(CALLS) == 3  # only the damaged entry was recomputed
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(entry) in warnings[0]
+    assert entry.read_bytes() == good  # rewritten
+    for image_id in (1, 2):
+        np.testing.assert_array_equal(out[image_id].boxes, first[image_id].boxes)
+    run(split, cache)
+    assert len(CALLS) == 3  # and read from disk next time
+
+
+def test_foreign_entry_is_not_used(split, tmp_path, caplog):
+    """An entry of another image copied under this image's name is refused by its key."""
+    cache = tmp_path / "cache"
+    first = run(split, cache)
+    own, other = sorted(cache.iterdir())
+    own_bytes = own.read_bytes()
+    run(split, cache, size=20.0)  # entries of another parameter set: the same sizes of content
+    foreign = [e for e in cache.iterdir() if e.name not in (own.name, other.name)][0]
+    own.write_bytes(foreign.read_bytes())
+    CALLS.clear()
+    out = run(split, cache)
+    assert len(CALLS) == 1 and "another key" in caplog.text and str(own) in caplog.text
+    for image_id in (1, 2):
+        np.testing.assert_array_equal(out[image_id].boxes, first[image_id].boxes)
+    assert own.read_bytes() == own_bytes
+
+
+def test_unreadable_entry_is_recomputed(split, tmp_path, caplog):
     cache = tmp_path / "cache"
     run(split, cache)
-    for entry in cache.iterdir():
-        entry.write_bytes(b"not npz")
-    out = run(split, cache)
-    assert len(CALLS) == 4 and len(out[2]) == 1
+    entry = sorted(cache.iterdir())[0]
+    _directory(entry)
+    with pytest.raises(OSError):  # cannot rewrite over a folder: one OSError line from the tool
+        run(split, cache)
+    assert str(entry) in caplog.text and len(CALLS) == 3
 
 
 def test_key_depends_on_image_and_params(split):
@@ -97,3 +152,12 @@ def test_spawned_workers_match_in_process(split, tmp_path):
     inline = dataset_proposals(dataset_of(split), factory, tmp_path / "b", key, workers=1)
     for image_id in (1, 2):
         np.testing.assert_array_equal(pooled[image_id].boxes, inline[image_id].boxes)
+
+
+def test_bad_image_in_a_worker_is_the_image_error(split, tmp_path):
+    """A worker's ImageError crosses the process boundary as itself (one line), not a pickling crash."""
+    from core.image import ImageError
+    (split / "images" / "001.png").write_bytes(b"not a png")
+    factory = functools.partial(build_proposer, "ss2x", ProposalsConfig(ss2x=preset("ss2x", max_side=100)))
+    with pytest.raises(ImageError, match="001.png"):
+        dataset_proposals(dataset_of(split), factory, tmp_path / "c", {"m": 1}, workers=2)

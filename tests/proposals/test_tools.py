@@ -33,6 +33,23 @@ def test_propose_overrides_and_errors(split, tmp_path, capsys, load_tool):
     assert "no.pt: MultiBox weights not found" in capsys.readouterr().err
 
 
+def test_propose_on_an_empty_folder_is_an_error(tmp_path, capsys, load_tool):
+    out = tmp_path / "p.json"
+    assert core.cli.run(load_tool("propose").main, [str(tmp_path), "--method", "ss", "--json", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path}: no images found" and not out.exists()
+
+
+def test_propose_maps_a_reduced_image_back_to_its_pixels(split, tmp_path, monkeypatch, load_tool):
+    """An image above WORK_PIXELS is proposed for at a reduced size; boxes come back in its pixels."""
+    image = str(split / "images" / "000.png")
+    tool = load_tool("propose")
+    monkeypatch.setattr(tool, "WORK_PIXELS", 160 * 140 // 4)
+    out = tmp_path / "p.json"
+    assert tool.main([image, "--method", "ss", "--json", str(out), "--set", "ss.min_box_size=5"]) == 0
+    boxes = np.array(json.loads(out.read_text())[0]["boxes"])
+    assert (boxes % 2 == 0).all() and boxes[:, 2].max() > 100  # scale 2, in the 160 x 140 frame
+
+
 def test_propose_bad_images_are_one_line_each_and_the_rest_go_on(split, tmp_path, capsys, monkeypatch, load_tool):
     import re
     from PIL import Image
