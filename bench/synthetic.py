@@ -1,4 +1,4 @@
-"""A synthetic detection benchmark the project generates (issue 2), since nothing can be downloaded.
+"""A synthetic detection benchmark the project generates , since nothing can be downloaded.
 
 Each image (long side 256..512 px, short/long 0.6..1) is a background plus 0..10 objects of the
 classes in :data:`CLASSES`:
@@ -65,7 +65,7 @@ _UPRIGHT = {"letter_A", "digit_7", "coffee_cup", "cat_face", "horse"}  # small r
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Knobs of the generator (the defaults are the benchmark issue 2 asks for)."""
+    """Knobs of the generator (the defaults make the benchmark the README describes)."""
 
     min_long_side: int = 256  # image long side range, pixels
     max_long_side: int = 512
