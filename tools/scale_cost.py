@@ -4,7 +4,8 @@
         [--max-images 4] [--crops 16] [--train-images 456567] [--val-images 20121] \\
         [--regions 1400] [--members 6] [--gpu-tflops 20] [--device cpu] [--json FILE]
 
-Measured here, on --device: seconds of one SGD step of a region classifier of the config's width
+Measured here, on --device, in CPU seconds of this process (so that other programs on a shared
+machine do not inflate them; the classifier's are divided by its threads): seconds of one SGD step of a region classifier of the config's width
 and input size on --crops crops (scaled linearly to sampler.batch_size), regions per second of its
 forward pass (detector.batch_regions at a time), selective search (ss2x, the config's parameters)
 seconds per image on --images, and the classifier's multiply-adds per region (counted by
@@ -66,16 +67,22 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def time_it(fn, repeats: int = 2) -> float:
-    """The fastest of ``repeats`` timed calls after one untimed warm-up call (seconds): the
-    machine may be shared, and the fastest call is the one least slowed by others."""
+def time_it(fn, device: str = "cpu", repeats: int = 2) -> float:
+    """Seconds of ``fn`` on this machine when it is not shared: the fastest of ``repeats`` calls
+    (after an untimed warm-up). On CPU, in CPU seconds of this process divided by its threads
+    (wall time would count the time other programs on a shared machine take from it); on CUDA,
+    wall seconds to the end of the GPU's work."""
+    cuda = str(device).startswith("cuda")
+    clock = time.perf_counter if cuda else time.process_time
     fn()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(clock() - start)
+    return min(times) if cuda else min(times) / torch.get_num_threads()
 
 
 def classifier_rates(cfg, crops: int, device: str) -> dict:
@@ -89,11 +96,11 @@ def classifier_rates(cfg, crops: int, device: str) -> dict:
     size = cfg.classifier.input_size
     x = torch.randn(crops, 3, size, size, device=device)
     y = torch.randint(0, 201, (crops,), device=device)
-    step = time_it(lambda: train_step(model, optimizer, x, y, cfg.train.aux_weight))
+    step = time_it(lambda: train_step(model, optimizer, x, y, cfg.train.aux_weight), device)
     model.eval()
     batch = torch.randn(cfg.detector.batch_regions, 3, size, size, device=device)
     with torch.no_grad():
-        forward = time_it(lambda: model(batch))
+        forward = time_it(lambda: model(batch), device)
         with FlopCounterMode(display=False) as counter:
             model(batch[:1])
     return {"step_seconds_per_crop": step / crops, "regions_per_second": len(batch) / forward,
@@ -102,13 +109,15 @@ def classifier_rates(cfg, crops: int, device: str) -> dict:
 
 def ss2x_seconds(cfg, images: list[str]) -> float:
     """Mean seconds of ss2x (the config's parameters) per image."""
+    import cv2
     from proposals.build import build_proposer
+    cv2.setNumThreads(1)  # so its CPU seconds are its wall seconds on an idle core
     proposer = build_proposer("ss2x", cfg.proposals)
     pixels = [load_image(p).pixels for p in images]
-    start = time.perf_counter()
+    start = time.process_time()
     for image in pixels:
         proposer(image)
-    return (time.perf_counter() - start) / len(pixels)
+    return (time.process_time() - start) / len(pixels)
 
 
 def project(args, cfg, rates: dict, ss: float) -> dict:

@@ -6,6 +6,9 @@
 * ``meta_det.mat``: struct array ``synsets`` with fields ``ILSVRC20xx_DET_ID``, ``WNID``,
   ``name``, ``description`` (or a text file ``DET_ID WNID name with spaces``).
 * The validation blacklist, ``<index> <WNID>`` a line.
+* The DET train lists, ``ImageSets/DET/train_<DET_ID>.txt``, ``<image_id> <flag>`` a line (1 all
+  instances boxed, 0 some, -1 none present), read into one image list with
+  :func:`det_train_entries`; :func:`write_det_split` writes a split in the package's layout.
 * Submissions, ``<index> <DET_ID> <confidence> <xmin> <ymin> <xmax> <ymax>`` a line, in the
   devkit's raw inclusive coordinates; parsed vectorised because real ones have millions of lines.
 
