@@ -76,7 +76,7 @@ def test_coco_report_plots_and_table(tmp_path, eval_tool, capsys):
     assert report["per_class"]["emu"] == -1 and report["mAP"] == report["stats"]["AP"]
     assert "dog" in out and "AP50" in out
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
-        "config.yaml", "pr_000_cat.png", "pr_001_dog.png", "pr_002_emu.png", "pr_overall.png"]
+        "config.yaml", "pr_000_cat.png", "pr_001_dog.png", "pr_002_emu.png", "pr_grid.png", "pr_overall.png"]
 
 
 def test_coco_detect_json_matches_images_by_file_name(tmp_path, eval_tool, capsys):
