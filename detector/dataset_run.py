@@ -2,22 +2,34 @@
 
 COCO: a results JSON (``core.formats.coco.write_coco_results``). ILSVRC: a devkit submission
 (``core.formats.ilsvrc.write_submission``), keeping only the top 30,000 detections per class over
-the split as R-CNN's ILSVRC evaluation did (METHOD §2.5).
+the split as R-CNN's ILSVRC evaluation did (R-CNN's ``imdb_eval_ilsvrc13.m``).
+
+A long run keeps every image's detections as it goes (:class:`ResultStore`: one ``.npz`` per
+image, written atomically, named by the image's bytes, the weights' bytes and the settings), so
+a run that is stopped and started again, with any number of processes, computes only the images
+no earlier run finished (:func:`run_images`).
 """
 from __future__ import annotations
 
+import glob
+import hashlib
+import json
 import logging
 import os
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
 
 from core.image import load_image
+from core.io import atomic_path
 from core.structures import DetectionDataset, Detections
 from detector.classifier import RegionClassifier
 from detector.config import DetectorConfig
 from detector.pipeline import detect
 from proposals.base import Proposals, Proposer
+from proposals.cache import image_digest
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +49,16 @@ class FixedProposer:
 
 def run_detector(dataset: DetectionDataset, members: list[RegionClassifier], cfg: DetectorConfig,
                  proposer: Proposer | None = None, proposals: dict | None = None,
-                 progress: bool = True) -> dict[int, Detections]:
+                 progress: bool = True,
+                 on_result: Callable[[int, Detections], None] | None = None) -> dict[int, Detections]:
     """Detections for every image of ``dataset``, keyed by ``image_id``.
 
     Args:
         proposer: computes proposals live, or
         proposals: ``image_id -> Proposals`` (or ``[P, 4]`` boxes) precomputed; an image missing
             from it gets no proposals, hence no detections.
+        on_result: called with ``(image_id, detections)`` as soon as an image is done (to keep
+            it on disk before the next one starts).
 
     Raises:
         core.image.ImageError: an image of the split cannot be read.
@@ -56,6 +71,8 @@ def run_detector(dataset: DetectionDataset, members: list[RegionClassifier], cfg
         source = proposer if proposer is not None else \
             FixedProposer(proposals.get(ann.image_id, np.zeros((0, 4), np.float32)))
         out[ann.image_id] = detect(pixels, source, members, cfg)
+        if on_result is not None:
+            on_result(ann.image_id, out[ann.image_id])
     return out
 
 
@@ -94,3 +111,115 @@ def write_results(path, dataset: DetectionDataset, dets: dict[int, Detections], 
         write_submission(path, sub.image_index, sub.det_id, sub.score, sub.boxes)
     else:
         raise ValueError(f"unknown results format {fmt!r} (coco or ilsvrc)")
+
+
+# ----------------------------------------------------------------------------- resumable runs
+
+RESULT_FORMAT = 1  # bump when an entry's arrays or their meaning change
+
+
+def files_digest(paths: list[str]) -> str:
+    """sha256 over the names (base names) and bytes of ``paths``, in the order given."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(os.path.basename(path).encode() + b"\0" + image_digest(path).encode())
+    return digest.hexdigest()
+
+
+def weights_files(weights: str) -> list[str]:
+    """The files whose bytes decide a run's detections: the member checkpoints a ``--weights``
+    path names and the ``multibox.pt`` beside them (when there is one)."""
+    if os.path.isfile(weights):
+        folder, members = os.path.dirname(os.path.abspath(weights)), [weights]
+    else:
+        folder, members = weights, sorted(glob.glob(os.path.join(weights, "member_*.pt")))
+    multibox = os.path.join(folder, "multibox.pt")
+    return members + ([multibox] if os.path.isfile(multibox) else [])
+
+
+def run_key(weights: str, settings: dict) -> dict:
+    """What decides an image's detections besides the image: the weights' bytes and ``settings``
+    (the detector and proposal configuration, the device), as plain JSON-able data."""
+    return {"format": RESULT_FORMAT, "weights_sha256": files_digest(weights_files(weights)),
+            "settings": settings}
+
+
+@dataclass
+class ResultStore:
+    """Per-image detections on disk: ``folder/<entry>.npz``, one per image.
+
+    The entry name hashes the image file's bytes and ``key`` (:func:`run_key`), so a changed
+    image, weights file or setting never reads a stale entry. Each entry also holds its key text
+    and a checksum of its arrays; an entry whose key or checksum does not match is computed again.
+    """
+
+    folder: str
+    key: dict
+
+    def entry(self, image_path: str) -> tuple[str, str]:
+        """(entry path, key text) of an image."""
+        text = json.dumps({"image_sha256": image_digest(image_path), **self.key}, sort_keys=True, default=str)
+        return os.path.join(self.folder, hashlib.sha256(text.encode()).hexdigest() + ".npz"), text
+
+    def save(self, image_path: str, dets: Detections) -> None:
+        """Write one image's detections atomically."""
+        path, text = self.entry(image_path)
+        arrays = {"boxes": dets.boxes, "scores": dets.scores, "labels": dets.labels}
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, key=np.array(text), checksum=np.array(_checksum(arrays)), **arrays)
+
+    def load(self, image_path: str) -> Detections | None:
+        """An image's stored detections; None when absent, unreadable or not this run's (or the
+        image itself is missing: the detector then reports it as it reports any bad image)."""
+        if not os.path.isfile(image_path):
+            return None
+        path, text = self.entry(image_path)
+        if not os.path.isfile(path):
+            return None
+        try:
+            with np.load(path) as data:
+                arrays = {k: data[k] for k in ("boxes", "scores", "labels")}
+                ok = str(data["key"]) == text and str(data["checksum"]) == _checksum(arrays)
+        except (OSError, ValueError, KeyError, EOFError) as err:
+            log.warning("%s: unreadable result entry, computing it again (%s)", path, err)
+            return None
+        if not ok:
+            log.warning("%s: result entry does not match its key or checksum, computing it again", path)
+            return None
+        return Detections(**arrays)
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{a.dtype.str}:{a.shape}".encode() + a.tobytes())
+    return digest.hexdigest()
+
+
+def stored_results(dataset: DetectionDataset, store: ResultStore) -> tuple[dict[int, Detections], DetectionDataset]:
+    """Split ``dataset`` into the images ``store`` holds and those still to detect.
+
+    Returns:
+        ``({image_id: Detections} loaded from the store, the dataset of the other images)``,
+        both in dataset order.
+    """
+    found: dict[int, Detections] = {}
+    for ann in tqdm(dataset.images, desc="stored results", dynamic_ncols=True, leave=False):
+        dets = store.load(os.path.join(dataset.image_root, ann.file_name))
+        if dets is not None:
+            found[ann.image_id] = dets
+    todo = [ann for ann in dataset.images if ann.image_id not in found]
+    log.info("%d images already done, %d to detect", len(found), len(todo))
+    return found, DetectionDataset(dataset.classes, todo, dataset.class_ids, dataset.image_root)
+
+
+def store_each(dataset: DetectionDataset, store: ResultStore) -> Callable[[int, Detections], None]:
+    """A :func:`run_detector` ``on_result`` callback that writes each image's entry to ``store``."""
+    path_of = {ann.image_id: os.path.join(dataset.image_root, ann.file_name) for ann in dataset.images}
+
+    def keep(image_id: int, dets: Detections) -> None:
+        store.save(path_of[image_id], dets)
+
+    return keep

@@ -254,10 +254,13 @@ def read_split(folder, limit: int = 0) -> DetectionDataset:
     """A split folder: ``annotations.json`` (COCO) with its images in ``images/`` or beside it.
 
     The layout ``tools/make_synthetic.py`` writes; ``limit`` keeps the first ``limit`` images.
+    Any other path goes to :func:`core.datasets.read_split`, which also reads COCO's own layout
+    (an instances JSON beside its image folder) and ILSVRC DET's.
     """
     path = os.path.join(folder, "annotations.json")
     if not os.path.isfile(path):
-        raise InputError(f"{path}: no such file (make a split with tools/make_synthetic.py)")
+        from core.datasets import read_split as read_any_layout  # imports this module
+        return read_any_layout(folder, limit)
     dataset = read_coco(path, image_root=os.path.join(folder, "images"))
     first = dataset.images[0].file_name if dataset.images else ""
     if first and not os.path.exists(os.path.join(dataset.image_root, first)):

@@ -6,6 +6,9 @@
 * ``meta_det.mat``: struct array ``synsets`` with fields ``ILSVRC20xx_DET_ID``, ``WNID``,
   ``name``, ``description`` (or a text file ``DET_ID WNID name with spaces``).
 * The validation blacklist, ``<index> <WNID>`` a line.
+* The DET train lists, ``ImageSets/DET/train_<DET_ID>.txt``, ``<image_id> <flag>`` a line (1 all
+  instances boxed, 0 some, -1 none present), read into one image list with
+  :func:`det_train_entries`; :func:`write_det_split` writes a split in the package's layout.
 * Submissions, ``<index> <DET_ID> <confidence> <xmin> <ymin> <xmax> <ymax>`` a line, in the
   devkit's raw inclusive coordinates; parsed vectorised because real ones have millions of lines.
 
@@ -38,7 +41,7 @@ from core.formats.xmlutil import (
 __all__ = [
     "Synset", "Submission", "read_meta", "write_meta", "read_image_list", "read_blacklist",
     "read_ilsvrc", "read_submission", "write_submission", "submission_from_detections",
-    "write_ilsvrc_devkit",
+    "write_ilsvrc_devkit", "read_train_list", "det_train_entries", "write_det_split",
 ]
 log = logging.getLogger(__name__)
 
@@ -203,6 +206,50 @@ def read_blacklist(path) -> list[tuple[int, str]]:
             for lineno, (idx, wnid) in _two_columns(path, ("index", "WNID"))]
 
 
+# DET train lists (``ImageSets/DET/train_<DET_ID>.txt``, ``<image_id> <flag>`` a line): flag 1 =
+# every instance of the class in the image is boxed, 0 = some are, -1 = verified to hold none.
+TRAIN_FLAGS = (1, 0, -1)
+
+
+def read_train_list(path) -> list[tuple[str, int]]:
+    """Read one DET train list: ``(image name, flag)`` in file order, flag in 1, 0, -1."""
+    path = os.fspath(path)
+    out = []
+    for lineno, (name, flag) in _two_columns(path, ("image_id", "label")):
+        value = _int(path, lineno, flag, "label")
+        if value not in TRAIN_FLAGS:
+            raise InputError(f"{path}:{lineno}: label must be 1, 0 or -1, got {value}")
+        out.append((name, value))
+    return out
+
+
+def det_train_entries(list_dir, synsets: list[Synset]) -> list[tuple[str, int]]:
+    """Every image of the DET train lists, as ``(name, index)`` for :func:`read_ilsvrc`.
+
+    Reads ``list_dir/train_<DET_ID>.txt`` for every synset; an image is listed once in the
+    order it first appears (lists by DET_ID, lines in file order) and numbered from 1 in that
+    order. Negative-only images (flag -1 in every list naming them) are kept: they have no
+    objects, so all their regions are background. A missing list is an error: without it the
+    class would silently lose its positive images.
+
+    Raises:
+        InputError: a missing or malformed list.
+    """
+    list_dir = os.fspath(list_dir)
+    index: dict[str, int] = {}
+    positive: set[str] = set()
+    for s in synsets:
+        path = os.path.join(list_dir, f"train_{s.det_id}.txt")
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: no such file (the DET train list of {s.wnid}, {s.name})")
+        for name, flag in read_train_list(path):
+            index.setdefault(name, len(index) + 1)
+            if flag >= 0:
+                positive.add(name)
+    log.info("%s: %d train images, %d of them negative-only", list_dir, len(index), len(index) - len(positive))
+    return list(index.items())
+
+
 # ----------------------------------------------------------------------------- annotations
 
 
@@ -317,6 +364,46 @@ def write_ilsvrc_devkit(dataset: DetectionDataset, out_dir) -> None:
                "".join(f"{stem} {i + 1}\n" for i, stem in enumerate(stems)))
     write_meta(os.path.join(out_dir, "meta_det.mat"), synsets)
     write_meta_text(os.path.join(out_dir, "meta_det.txt"), synsets)
+
+
+def _det_train_lists(dataset: DetectionDataset, stems: list[str], n_classes: int) -> list[list[str]]:
+    """``train_<k>.txt`` lines: an image is positive (1) for every class it has a box of; an image
+    without boxes is negative (-1) for class 1, so it is listed, as the devkit lists negatives."""
+    lines: list[list[str]] = [[] for _ in range(n_classes)]
+    for img, stem in zip(dataset.images, stems):
+        labels = sorted(set(int(k) for k in img.labels))
+        for k in labels:
+            lines[k].append(f"{stem} 1\n")
+        if not labels:
+            lines[0].append(f"{stem} -1\n")
+    return lines
+
+
+def write_det_split(dataset: DetectionDataset, root, split: str) -> None:
+    """Write ``dataset``'s annotations as split ``split`` of the ILSVRC DET package under ``root``.
+
+    Writes ``Annotations/DET/<split>/<stem>.xml`` with ``<filename>`` the bare stem as in the real
+    files (``stem`` = ``file_name`` without extension; 0-based inclusive boxes),
+    ``ImageSets/DET/train_<DET_ID>.txt`` (``train``: positives 1, images without boxes -1) or
+    ``ImageSets/DET/<split>.txt`` (``<stem> <i>``, 1-based), and ``devkit/data/meta_det.mat``.
+    The images are the caller's: ``Data/DET/<split>/<file_name>``.
+    """
+    root = os.fspath(root)
+    synsets = devkit_synsets(dataset)
+    stems = [_stem(img.file_name) for img in dataset.images]
+    for img, stem in zip(dataset.images, stems):
+        boxes = xyxy_to_ilsvrc(img.boxes)
+        objects = [XmlObject(synsets[int(k)].wnid, boxes[j]) for j, k in enumerate(img.labels)]
+        write_annotation_xml(os.path.join(root, "Annotations", "DET", split, stem + ".xml"),
+                             XmlAnnotation(PurePosixPath(stem).name, img.width, img.height, objects),
+                             folder=split, write_difficult=False)
+    sets = os.path.join(root, "ImageSets", "DET")
+    if split == "train":
+        for k, lines in enumerate(_det_train_lists(dataset, stems, len(synsets))):
+            write_text(os.path.join(sets, f"train_{k + 1}.txt"), "".join(lines))
+    else:
+        write_text(os.path.join(sets, f"{split}.txt"), "".join(f"{s} {i + 1}\n" for i, s in enumerate(stems)))
+    write_meta(os.path.join(root, "devkit", "data", "meta_det.mat"), synsets)
 
 
 # ----------------------------------------------------------------------------- submissions

@@ -114,6 +114,8 @@ def test_test_tool_scores_the_capped_ilsvrc_submission(kit, tmp_path, monkeypatc
     dets = {1: Detections([[10, 10, 30, 30]], [0.1], [0]),
             2: Detections(np.concatenate([fp, [[20, 20, 40, 40]]]), np.r_[np.full(n_fp, 0.9), 0.8],
                           np.r_[np.zeros(n_fp, int), 1])}
+    for name in ("a.png", "b.png"):  # per-image results are keyed by the images' bytes
+        Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / name)
     tool = kit.load_tool("test")
     monkeypatch.setattr(tool, "load_members", lambda *a: [types.SimpleNamespace(classes=list(kit.CLASSES))])
     monkeypatch.setattr(tool, "proposal_source", lambda *a: {})
