@@ -4,7 +4,7 @@ COCO: a results JSON (``core.formats.coco.write_coco_results``). ILSVRC: a devki
 (``core.formats.ilsvrc.write_submission``), keeping only the top 30,000 detections per class over
 the split as R-CNN's ILSVRC evaluation did (R-CNN's ``imdb_eval_ilsvrc13.m``).
 
-A long run keeps every image's detections as it goes (:class:`ResultStore`: one ``.npz`` per
+A long run keeps every image's detections as it goes (:class:`ResultStore`: one verified entry per
 image, written atomically, named by the image's bytes, the weights' bytes and the settings), so
 a run that is stopped and started again, with any number of processes, computes only the images
 no earlier run finished (:func:`run_images`).
@@ -23,7 +23,8 @@ import numpy as np
 from tqdm import tqdm
 
 from core.image import load_image
-from core.io import atomic_path
+from core.digest import sha256_bytes
+from core.store import read_arrays, write_arrays
 from core.structures import DetectionDataset, Detections
 from detector.classifier import RegionClassifier
 from detector.config import DetectorConfig
@@ -146,11 +147,11 @@ def run_key(weights: str, settings: dict) -> dict:
 
 @dataclass
 class ResultStore:
-    """Per-image detections on disk: ``folder/<entry>.npz``, one per image.
+    """Per-image detections on disk: ``folder/<entry>.entry``, one verified entry per image.
 
     The entry name hashes the image file's bytes and ``key`` (:func:`run_key`), so a changed
-    image, weights file or setting never reads a stale entry. Each entry also holds its key text
-    and a checksum of its arrays; an entry whose key or checksum does not match is computed again.
+    image, weights file or setting never reads a stale entry; each entry also carries its key and a
+    checksum (:mod:`core.store`), and one that is damaged or foreign is reported and computed again.
     """
 
     folder: str
@@ -159,43 +160,23 @@ class ResultStore:
     def entry(self, image_path: str) -> tuple[str, str]:
         """(entry path, key text) of an image."""
         text = json.dumps({"image_sha256": image_digest(image_path), **self.key}, sort_keys=True, default=str)
-        return os.path.join(self.folder, hashlib.sha256(text.encode()).hexdigest() + ".npz"), text
+        return os.path.join(self.folder, sha256_bytes(text.encode()) + ".entry"), text
 
     def save(self, image_path: str, dets: Detections) -> None:
         """Write one image's detections atomically."""
         path, text = self.entry(image_path)
-        arrays = {"boxes": dets.boxes, "scores": dets.scores, "labels": dets.labels}
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, key=np.array(text), checksum=np.array(_checksum(arrays)), **arrays)
+        write_arrays(path, text, {"boxes": dets.boxes, "scores": dets.scores, "labels": dets.labels})
 
     def load(self, image_path: str) -> Detections | None:
-        """An image's stored detections; None when absent, unreadable or not this run's (or the
+        """An image's stored detections; None when absent, unusable or not this run's (or the
         image itself is missing: the detector then reports it as it reports any bad image)."""
         if not os.path.isfile(image_path):
             return None
         path, text = self.entry(image_path)
         if not os.path.isfile(path):
             return None
-        try:
-            with np.load(path) as data:
-                arrays = {k: data[k] for k in ("boxes", "scores", "labels")}
-                ok = str(data["key"]) == text and str(data["checksum"]) == _checksum(arrays)
-        except (OSError, ValueError, KeyError, EOFError) as err:
-            log.warning("%s: unreadable result entry, computing it again (%s)", path, err)
-            return None
-        if not ok:
-            log.warning("%s: result entry does not match its key or checksum, computing it again", path)
-            return None
-        return Detections(**arrays)
-
-
-def _checksum(arrays: dict[str, np.ndarray]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}:{a.dtype.str}:{a.shape}".encode() + a.tobytes())
-    return digest.hexdigest()
+        arrays = read_arrays(path, text, ("boxes", "scores", "labels"))
+        return None if arrays is None else Detections(**arrays)
 
 
 def stored_results(dataset: DetectionDataset, store: ResultStore) -> tuple[dict[int, Detections], DetectionDataset]:

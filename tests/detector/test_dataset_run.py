@@ -56,11 +56,10 @@ def test_result_store_round_trip_and_refuses_other_keys(kit, tmp_path):
     assert back.boxes.tolist() == dets.boxes.tolist() and back.labels.tolist() == [1]
     assert ResultStore(store.folder, {"weights_sha256": "v", "settings": {"nms": 0.3}}).load(str(image)) is None
     path, _ = store.entry(str(image))
-    with np.load(path) as data:  # an entry whose arrays do not match its checksum is not trusted
-        arrays = {k: data[k] for k in data.files}
-    arrays["scores"] = np.float32([0.9])
+    blob = bytearray(open(path, "rb").read())  # a flipped byte: the entry's checksum fails
+    blob[-5] ^= 0xFF
     with open(path, "wb") as f:
-        np.savez(f, **arrays)
+        f.write(bytes(blob))
     assert store.load(str(image)) is None
     assert store.load(str(tmp_path / "missing.png")) is None  # the detector reports the missing image
 
@@ -85,7 +84,7 @@ def test_rerun_reuses_finished_images_and_gives_the_same_results(kit, tiny_model
     first = run_test_tool(kit, weights, gt, tmp_path / "out")  # images found beside the JSON
     assert first["world_size"] == 1 and first["images_reused"] == 0 and first["images"] == 4
     results = (tmp_path / "out" / "results.json").read_bytes()
-    entries = sorted((tmp_path / "out" / "images").glob("*.npz"))
+    entries = sorted((tmp_path / "out" / "images").glob("*.entry"))
     assert len(entries) == 4
     for entry in entries[:2]:  # as if killed after two images
         entry.unlink()
@@ -109,7 +108,7 @@ def test_torchrun_two_processes_write_what_one_process_writes(kit, tiny_model, t
     report = json.loads((tmp_path / "two" / "report.json").read_text())
     assert report["world_size"] == 2 and report["images_reused"] == 0 and report["images"] == 5
     assert (tmp_path / "two" / "results.json").read_bytes() == (tmp_path / "one" / "results.json").read_bytes()
-    assert len(list((tmp_path / "two" / "images").glob("*.npz"))) == 5
+    assert len(list((tmp_path / "two" / "images").glob("*.entry"))) == 5
 
 
 @pytest.mark.parametrize("layout", ["coco", "ilsvrc"])
