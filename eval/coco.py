@@ -1,6 +1,6 @@
 """COCO box evaluation: the twelve official numbers, computed by pycocotools or faster-coco-eval.
 
-We never re-implement COCO's rules (``shared/METHOD.md`` §5.3); we feed an engine and read its
+We never re-implement COCO's rules (``docs/method.md`` §5.3); we feed an engine and read its
 arrays. This module only removes the engines' traps:
 
 * An empty results list: pycocotools' ``loadRes`` crashes on it (``anns[0]``); we build the empty

@@ -2,7 +2,7 @@
 
 Shape letters: D detections, G ground-truth objects, K classes of the dataset, C classes scored.
 
-The rules (``shared/METHOD.md`` §5.1), each mirrored from the devkit:
+The rules (``docs/method.md`` §5.1), each mirrored from the devkit:
 
 * Boxes are the devkit's 0-based inclusive pixels; IoU uses ``+1`` widths.
 * Each object has its own threshold ``min(0.5, w*h / ((w+10)(h+10)))`` (``w = xmax-xmin+1``) and

@@ -2,7 +2,7 @@
 
 Shape letters: D detections, G ground-truth objects, K classes.
 
-Rules (``shared/METHOD.md`` §5.2):
+Rules (``docs/method.md`` §5.2):
 
 * Per class, detections in descending confidence (ties in file order: stable sort) each go to the
   object of their image with the highest IoU (``+1`` pixel widths, first object on equal IoU),

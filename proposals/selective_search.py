@@ -4,7 +4,7 @@ Contract: :class:`SelectiveSearch` maps an image, uint8 ``[H, W, 3]`` RGB (``[H,
 ``[H, W, 4]`` RGBA are accepted too), to :class:`proposals.base.Proposals`: ``R`` boxes, xyxy
 float32 in the original image's pixels, best-ranked first, all tagged ``SOURCE_SS``.
 
-Pipeline per image (METHOD.md §3.1-3.8):
+Pipeline per image (docs/method.md §3.1-3.8):
 
 1. cap the image size (``max_side``; boxes are mapped back to the original pixels at the end);
 2. for every colour space × k: Felzenszwalb-Huttenlocher regions (σ, k, min_size = k);
@@ -13,7 +13,7 @@ Pipeline per image (METHOD.md §3.1-3.8):
    all regions sorted ascending; boxes narrower or shorter than ``min_box_size`` dropped;
    exact duplicates removed keeping the best-ranked copy.
 
-Why not OpenCV's ``SelectiveSearchSegmentation`` (investigated, opencv-contrib 5.1, METHOD.md §3.9):
+Why not OpenCV's ``SelectiveSearchSegmentation`` (investigated, opencv-contrib 5.1, docs/method.md §3.9):
 
 * ``process()`` returns only rectangles already sorted by ``rand() × level``; ``rand()`` is the C
   library's, so ``cv2.setRNGSeed`` does not fix it (measured: two runs after ``setRNGSeed(0)``
@@ -30,7 +30,7 @@ faster than OpenCV's fast mode on the same image (see ``bench/proposals.py``).
 
 Choices where the sources differ (written down per the issue):
 
-* Ranking (``ranking="hierarchy"``, the SS code that R-CNN ran, METHOD.md §3.7): the merges of a
+* Ranking (``ranking="hierarchy"``, the SS code that R-CNN ran, docs/method.md §3.7): the merges of a
   hierarchy get priorities M, M-1, ..., 1 in creation order (the whole image gets 1), the initial
   regions M + 1. ``ranking="level"`` is OpenCV's rule (1 for initial regions, max(children) + 1).
 * Texture: OpenCV's variant (Scharr derivatives, 4 orientations × positive/negative part = 8 maps per
@@ -71,7 +71,7 @@ class SelectiveSearchConfig:
 
     color_spaces: tuple[str, ...] = ("hsv", "lab")  # SS fast mode / R-CNN fast_mode
     similarities: tuple[str, ...] = ("ctsf", "tsf")  # letters from "ctsf"; C+T+S+F and T+S+F
-    ks: tuple[int, ...] = (50, 100)  # FH thresholds k; ss2x doubles them (METHOD.md §3.10)
+    ks: tuple[int, ...] = (50, 100)  # FH thresholds k; ss2x doubles them (docs/method.md §3.10)
     min_size: int | None = None  # FH minimum region size; None ties it to k (SS code: minSize = k)
     sigma: float = 0.8  # FH Gaussian smoothing
     min_box_size: int = 20  # drop boxes narrower or shorter than this (R-CNN minBoxWidth)
@@ -95,7 +95,7 @@ class SelectiveSearchConfig:
 
 PRESETS = {
     "ss": SelectiveSearchConfig(),
-    # "superpixel size increased by 2×": k and with it min_size doubled (METHOD.md §3.10)
+    # "superpixel size increased by 2×": k and with it min_size doubled (docs/method.md §3.10)
     "ss2x": SelectiveSearchConfig(ks=(100, 200)),
 }
 
