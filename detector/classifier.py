@@ -8,6 +8,7 @@ the context padding p of the R-CNN warp and the normalisation (mean/std, RGB, 0.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -85,21 +86,26 @@ class RegionClassifier(nn.Module):
 
     @torch.no_grad()
     def probabilities(self, image: Tensor, boxes: Tensor, batch: int = 256,
-                      with_features: bool = False) -> tuple[Tensor, Tensor | None]:
+                      with_features: bool = False, watch=lambda stage: contextlib.nullcontext(),
+                      name: str = "forward") -> tuple[Tensor, Tensor | None]:
         """Softmax probabilities of all regions of one image, ``batch`` regions at a time.
 
         Args:
             image: normalised ``[3, H, W]`` (see :meth:`prepare_image`).
             boxes: ``[R, 4]`` xyxy in that image's pixels.
             with_features: also return the pooled features ``[R, C]``.
+            watch, name: time the warps as "warping" and the network as ``name``.
 
         Returns:
             (``[R, K+1]`` probabilities, ``[R, C]`` features or None), on the image's device.
         """
         probs, feats = [], []
         for start in range(0, len(boxes), batch):
-            logits, pooled = self.logits_and_features(self.warp(image, boxes[start:start + batch]))
-            probs.append(torch.softmax(logits, dim=1))
+            with watch("warping"):
+                crops = self.warp(image, boxes[start:start + batch])
+            with watch(name):
+                logits, pooled = self.logits_and_features(crops)
+                probs.append(torch.softmax(logits, dim=1))
             feats.append(pooled)
         if not probs:
             empty = image.new_zeros((0, self.num_classes + 1))

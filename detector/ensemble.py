@@ -6,6 +6,8 @@ how its six models were combined, so we do the same (METHOD §1.1, §1.5).
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -33,7 +35,8 @@ def check_members(members: list[RegionClassifier]) -> list[str]:
 
 
 def member_probabilities(image: np.ndarray, boxes: Tensor, members: list[RegionClassifier],
-                         batch: int = 256, with_features: bool = False
+                         batch: int = 256, with_features: bool = False,
+                         watch=lambda stage: contextlib.nullcontext()
                          ) -> tuple[Tensor, list[Tensor | None]]:
     """Each member's probabilities for the regions of one image.
 
@@ -43,6 +46,7 @@ def member_probabilities(image: np.ndarray, boxes: Tensor, members: list[RegionC
         image: uint8 ``[H, W, 3]`` RGB.
         boxes: ``[R, 4]`` xyxy in the image's pixels.
         with_features: also return each member's pooled features ``[R, C_m]``.
+        watch: times the stages, see ``detector.pipeline.detect_regions``.
 
     Returns:
         (``[M, R, K+1]`` probabilities, per-member features or Nones).
@@ -50,12 +54,14 @@ def member_probabilities(image: np.ndarray, boxes: Tensor, members: list[RegionC
     check_members(members)
     probs, feats = [], []
     prepared: dict[tuple, Tensor] = {}
-    for m in members:
+    for i, m in enumerate(members):
         device = next(m.parameters()).device
         key = (tuple(m.cfg.mean), tuple(m.cfg.std), str(device))
         if key not in prepared:  # normalise once per distinct preprocessing
-            prepared[key] = m.prepare_image(image, device)
-        p, f = m.probabilities(prepared[key], boxes.to(device), batch, with_features)
+            with watch("warping"):
+                prepared[key] = m.prepare_image(image, device)
+        p, f = m.probabilities(prepared[key], boxes.to(device), batch, with_features,
+                               watch=watch, name=f"member {i} forward")
         probs.append(p.cpu())
         feats.append(f.cpu() if f is not None else None)
     return torch.stack(probs), feats

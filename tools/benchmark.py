@@ -3,6 +3,7 @@
     python tools/benchmark.py NAME [ARGS ...]
     python tools/benchmark.py eval [--images N]       # ILSVRC evaluation vs faster-coco-eval
     python tools/benchmark.py proposals [...]         # proposal methods: recall and speed
+    python tools/benchmark.py detect [--images DIR]   # the detector stage by stage vs its bare networks
 
 ``python tools/benchmark.py NAME --help`` lists a benchmark's own arguments. Each NAME maps to a
 module with ``main(argv) -> int`` in :data:`COMMANDS`; add an entry to add a benchmark.
@@ -15,7 +16,7 @@ import sys
 import core.cli
 
 # name -> module with main(argv) -> int
-COMMANDS = {"eval": "eval.benchmark", "proposals": "proposals.benchmark"}
+COMMANDS = {"eval": "eval.benchmark", "proposals": "proposals.benchmark", "detect": "bench.detect_speed"}
 
 
 def main(argv=None) -> int:
