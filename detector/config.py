@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from core.config import ConfigError
 from nets.inception import IMAGENET_MEAN, IMAGENET_STD
 from proposals.build import ProposalsConfig
 
@@ -64,6 +65,9 @@ class BBoxRegressionConfig:
     images: int = 0  # training images used (0 = all)
 
 
+DTYPES = ("float32", "bfloat16")  # DetectorConfig.dtype
+
+
 @dataclass(frozen=True)
 class DetectorConfig:
     proposal_method: str = "merged"  # proposals.build.build_proposer: ss, ss2x, multibox, merged (GLN)
@@ -74,6 +78,16 @@ class DetectorConfig:
     top_k: int = 100  # detections per image
     batch_regions: int = 256  # regions per forward pass (memory: 256 x 3 x S^2 floats)
     bbox_regression: bool = False  # apply the members' box regressors (if they have one)
+    dtype: str = "float32"  # the networks' compute dtype: float32, or bfloat16 (autocast; AVX-512 BF16 CPUs, CUDA)
+    cascade_top: int = 0  # cascade: member 0 scores every region, the others only its top N (0 = off)
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype: {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.cascade_top < 0:
+            raise ConfigError(f"cascade_top: must be >= 0, got {self.cascade_top}")
+        if self.cascade_top and self.bbox_regression:
+            raise ConfigError("cascade_top: not available with bbox_regression (members 1.. see few regions)")
 
 
 # The six members differ as GLN's did (§1.4, §7): seed and image order, and the sampling of

@@ -31,7 +31,7 @@ from detector.bbox_regression import average_boxes
 from detector.checkpoint import load_member
 from detector.classifier import RegionClassifier
 from detector.config import DetectorConfig
-from detector.ensemble import average_probabilities, member_probabilities
+from detector.ensemble import average_probabilities, cascade_probabilities, member_probabilities
 from detector.postprocess import postprocess
 from proposals.base import Proposals, Proposer
 from proposals.build import build_proposer
@@ -93,10 +93,14 @@ def detect_regions(image: np.ndarray, proposals: Proposals, members: list[Region
     size = (int(image.shape[0]), int(image.shape[1]))
     boxes = region_boxes(proposals, size, cfg.max_proposals)
     with_features = cfg.bbox_regression and any(m.box_regressor is not None for m in members)
-    probs, features = member_probabilities(image, boxes, members, cfg.batch_regions, with_features,
-                                           watch=watch)
-    with watch("averaging"):
-        probs = average_probabilities(probs)
+    dtype = getattr(torch, cfg.dtype) if cfg.dtype != "float32" else None
+    if cfg.cascade_top > 0:
+        probs = cascade_probabilities(image, boxes, members, cfg.cascade_top, cfg.batch_regions, watch, dtype)
+    else:
+        probs, features = member_probabilities(image, boxes, members, cfg.batch_regions, with_features,
+                                               watch=watch, dtype=dtype)
+        with watch("averaging"):
+            probs = average_probabilities(probs)
     if with_features:
         with watch("box regression"):
             boxes = regress_boxes(boxes, features, members)

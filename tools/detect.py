@@ -2,7 +2,7 @@
 
     python tools/detect.py IMAGE_OR_FOLDER [...] [--out DIR] [--json FILE] [--weights PATH]
         [--proposals ss|ss2x|multibox|merged] [--draw-threshold 0.3] [--device cpu] [--config FILE]
-        [--set detector.KEY=VALUE]
+        [--prefetch 2] [--set detector.KEY=VALUE]
 
 --weights is a folder holding member_*.pt (and multibox.pt for MultiBox proposals) or a single
 member checkpoint (multibox.pt is then looked up beside it); without it the bundled model in
@@ -16,7 +16,11 @@ DIR/<stem>.png with the boxes scoring at least --draw-threshold drawn (default 0
 lines and the JSON keep every detection, as detectron2's demo does). An image that cannot be
 read or processed gets one stderr line naming it and the reason; the others are still
 processed; the exit code is then 1 (0 when every image was processed, 2 for bad arguments,
-weights or config).
+weights or config). Over several images a worker process loads the next --prefetch images and
+computes their proposals while this one classifies (0: everything in this process); the output
+is the same, in the same order. `--set detector.dtype=bfloat16` runs the networks in bfloat16 and
+`--set detector.cascade_top=N` lets member 0 pick the N regions the others score (both opt-in;
+see the README's Speed section for what they cost in mAP).
 """
 from __future__ import annotations
 
@@ -28,18 +32,19 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from core.cli import run
 from core.config import add_config_args, load_config, save_run_config
 from core.errors import InputError
-from core.image import ImageError, list_images, load_image
+from core.image import list_images
 from core.io import atomic_path, write_json
 from core.structures import Detections
-from detector.config import DetectorConfig, DetectSchema
-from detector.pipeline import build_detector_proposer, detect, load_members
+from detector.api import Detector
+from detector.config import DetectSchema
+from detector.pipeline import build_detector_proposer
+from detector.prefetch import Prefetched, failure, prefetch
 from proposals.build import METHODS
 
 log = logging.getLogger("detect")
@@ -58,6 +63,8 @@ def parse_args(argv):
     p.add_argument("--draw-threshold", type=float, default=0.3,
                    help="draw only detections scoring at least this in --out pictures (default 0.3)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--prefetch", type=int, default=2,
+                   help="images whose proposals a worker process computes ahead (0: none, in this process)")
     add_config_args(p)
     return p.parse_args(argv)
 
@@ -99,16 +106,14 @@ def draw(pixels: np.ndarray, entry: dict, path: str, min_score: float = 0.0) -> 
         img.save(tmp, format="PNG")
 
 
-def process(path: str, proposer, members, cfg: DetectorConfig, out: str | None, draw_threshold: float) -> dict:
-    """Detect in one image; prints its lines and returns its JSON entry."""
-    pixels = load_image(path).pixels
-    with torch.no_grad():
-        dets = detect(pixels, proposer, members, cfg)
-    entry = record(path, pixels, dets, members[0].classes)
+def report(item: Prefetched, detector: Detector, out: str | None, draw_threshold: float) -> dict:
+    """Detect in one prefetched image; prints its lines and returns its JSON entry."""
+    dets = detector.detect_proposals(item.pixels, item.proposals)
+    entry = record(item.path, item.pixels, dets, detector.classes)
     for det in entry["detections"]:
-        tqdm.write(format_line(path, det))  # keeps the progress bar intact on a terminal
+        tqdm.write(format_line(item.path, det))  # keeps the progress bar intact on a terminal
     if out:
-        draw(pixels, entry, os.path.join(out, Path(path).stem + ".png"), draw_threshold)
+        draw(item.pixels, entry, os.path.join(out, Path(item.path).stem + ".png"), draw_threshold)
     return entry
 
 
@@ -122,19 +127,23 @@ def main(argv=None) -> int:
     if not paths:
         raise InputError(f"{' '.join(args.images)}: no images found")
     weights = resolve_weights(args.weights)
-    members = load_members(weights, args.device)
-    proposer = build_detector_proposer(cfg, weights, schema.proposals, args.device)
+    detector = Detector.load(weights, args.device, cfg, schema.proposals)
+    # Proposals of the next images are computed in a worker while this process classifies.
+    items = prefetch(paths, build_detector_proposer, (cfg, weights, schema.proposals, args.device),
+                     ahead=args.prefetch)
     entries, failed = [], 0
     # The bar only on a terminal (disable=None): piped stderr keeps exactly one line per failed image.
-    for path in tqdm(paths, desc="detect", unit="img", disable=None if len(paths) > 1 else True, leave=False):
-        try:
-            entries.append(process(path, proposer, members, cfg, args.out, args.draw_threshold))
-        except ImageError as err:
-            tqdm.write(f"error: {err}", file=sys.stderr)
-            failed += 1
-        except Exception as err:  # one bad image must not stop the batch; say which and why
-            log.debug("%s failed", path, exc_info=True)
-            tqdm.write(f"error: {path}: detection failed ({type(err).__name__}: {err})", file=sys.stderr)
+    for item in tqdm(items, total=len(paths), desc="detect", unit="img",
+                     disable=None if len(paths) > 1 else True, leave=False):
+        error = item.error
+        if error is None:
+            try:
+                entries.append(report(item, detector, args.out, args.draw_threshold))
+            except Exception as err:  # one bad image must not stop the batch; say which and why
+                log.debug("%s failed", item.path, exc_info=True)
+                error = failure(item.path, err)
+        if error is not None:
+            tqdm.write(f"error: {error}", file=sys.stderr)
             failed += 1
     if args.json:
         write_json(args.json, entries, indent=1)
