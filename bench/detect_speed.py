@@ -21,6 +21,10 @@ Settings:
   warps and forwards run on the first ``--paper-sample`` regions and their times are scaled to the
   full count (they are linear in it: fixed-size batches); ``--paper-sample 0`` runs every region.
 
+* ``training``: SGD steps per second of one bundled-size member (minibatch of 128 random
+  64 px crops, auxiliary heads on) with its network in the contiguous layout and in channels-last,
+  alternated in rounds so that both see the same machine.
+
 Each setting runs in its own spawned process, so each peak memory is its own.
 """
 from __future__ import annotations
@@ -52,7 +56,7 @@ from proposals.merge import MergedProposer, merge_proposals
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
-SETTINGS = ("bundled", "paper")
+SETTINGS = ("bundled", "paper", "training")
 PAPER_CLASSIFIER = ClassifierConfig(width=1.0, input_size=224, padding=16, aux_logits=False)
 # Stages scaled from the sample to the full region count at the paper setting.
 PER_REGION_STAGES = ("warping", "forward")
@@ -208,10 +212,36 @@ def time_images(paths, proposer, members, cfg: DetectorConfig, regions: int = 0,
     return stages, totals, counts
 
 
+def training_rates(steps: int = 4, rounds: int = 3, batch: int = 128) -> dict[str, float]:
+    """SGD steps/s of a bundled-size member per layout (contiguous, channels-last), best round."""
+    torch.manual_seed(0)
+    crops = torch.randn(batch, 3, 64, 64)
+    labels = torch.randint(0, 16, (batch,))
+    best: dict[str, float] = defaultdict(float)
+    for _ in range(rounds):
+        for name, fmt in (("fp32 contiguous", torch.contiguous_format), ("fp32 channels-last", torch.channels_last)):
+            net = RegionClassifier([str(k) for k in range(15)], ClassifierConfig()).net.to(memory_format=fmt).train()
+            optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+            x = crops.contiguous(memory_format=fmt)
+            start = time.perf_counter()
+            for _ in range(steps):
+                logits, aux1, aux2 = net(x)
+                loss = sum(w * torch.nn.functional.cross_entropy(o, labels)
+                           for w, o in ((1.0, logits), (0.3, aux1), (0.3, aux2)))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            best[name] = max(best[name], steps / (time.perf_counter() - start))
+    return dict(best)
+
+
 def run_setting(setting: str, opts: Options) -> dict:
-    """Time one setting (``bundled`` or ``paper``) in this process; the report as a dict."""
+    """Time one setting (``bundled``, ``paper`` or ``training``) in this process; the report as a dict."""
     if opts.threads:
         torch.set_num_threads(opts.threads)
+    if setting == "training":
+        return {"setting": setting, "threads": torch.get_num_threads(),
+                "train_steps_per_s": training_rates(), "peak_memory_mib": peak_memory_mib()}
     cfg = DetectorConfig()
     members = load_members(opts.weights)
     proposer = build_detector_proposer(cfg, opts.weights)
@@ -245,6 +275,9 @@ def run_setting(setting: str, opts: Options) -> dict:
 
 def format_report(r: dict) -> str:
     """A setting's report as text lines."""
+    if r["setting"] == "training":
+        return (f"training, one bundled-size member, minibatch 128, {r['threads']} threads: "
+                + ", ".join(f"{k} {v:.2f} steps/s" for k, v in r["train_steps_per_s"].items()))
     m = r["members"][0]
     lines = [f"{r['setting']} settings: {r['images']} images, {r['regions_per_image']:.0f} regions/image, "
              f"{len(r['members'])} members (width {m['width']}, {m['input_size']} px), "
@@ -275,7 +308,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weights", default=str(REPO / "assets" / "model"), help="member checkpoints")
     p.add_argument("--json", help="write the reports to this JSON file")
     p.add_argument("--max-images", type=int, default=0, help="use the first N images (0 = all)")
-    p.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated: bundled, paper")
+    p.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated: bundled, paper, training")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--paper-regions", type=int, default=1400, help="regions per image at the paper setting")
     p.add_argument("--paper-sample", type=int, default=256,
