@@ -29,7 +29,6 @@ Each setting runs in its own spawned process, so each peak memory is its own.
 """
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import contextlib
 import copy
@@ -37,7 +36,6 @@ import dataclasses
 import logging
 import multiprocessing
 import resource
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -46,8 +44,7 @@ import numpy as np
 import torch
 
 from core.errors import InputError
-from core.image import list_images, load_image
-from core.io import write_json
+from core.image import load_image
 from detector.classifier import RegionClassifier
 from detector.config import ClassifierConfig, DetectorConfig, member_variant, SamplerConfig, TrainConfig
 from detector.pipeline import build_detector_proposer, detect_regions, load_members
@@ -169,7 +166,7 @@ class Options:
     """What one setting's run needs (picklable, for the spawned process)."""
 
     paths: tuple[str, ...]
-    weights: str
+    weights: str = str(REPO / "assets" / "model")
     threads: int = 0  # 0: torch's default
     paper_regions: int = 1400
     paper_sample: int = 256  # 0: every region
@@ -302,41 +299,26 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="benchmark.py detect", description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", default=str(REPO / "assets" / "samples"), help="image folder or file")
-    p.add_argument("--weights", default=str(REPO / "assets" / "model"), help="member checkpoints")
-    p.add_argument("--json", help="write the reports to this JSON file")
-    p.add_argument("--max-images", type=int, default=0, help="use the first N images (0 = all)")
-    p.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated: bundled, paper, training")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    p.add_argument("--paper-regions", type=int, default=1400, help="regions per image at the paper setting")
-    p.add_argument("--paper-sample", type=int, default=256,
-                   help="regions warped and classified per image at the paper setting, times scaled (0 = all)")
-    p.add_argument("--paper-images", type=int, default=2, help="images at the paper setting (0 = all)")
-    return p.parse_args(argv)
+def run_benchmark(paths: list[str], settings: list[str], opts: Options, paper_images: int = 2,
+                  printer=None) -> list[dict]:
+    """Run each setting in its own spawned process over ``paths``; the reports, in order.
 
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    settings = [s for s in args.settings.split(",") if s]
+    Args:
+        paper_images: images used at the paper setting (its first ones; 0 = all).
+        printer: called with each report's text as soon as it is ready (e.g. ``print``).
+    """
     unknown = [s for s in settings if s not in SETTINGS]
     if unknown:
         raise InputError(f"--settings: unknown {unknown[0]!r} (known: {', '.join(SETTINGS)})")
-    paths = list_images([args.images])
-    if args.max_images > 0:
-        paths = paths[:args.max_images]
     if not paths:
-        raise InputError(f"{args.images}: no images found")
+        raise InputError("no images to time")
     reports = []
     for setting in settings:
-        chosen = paths[:args.paper_images] if setting == "paper" and args.paper_images > 0 else paths
-        opts = Options(tuple(chosen), args.weights, args.threads, args.paper_regions, args.paper_sample)
+        chosen = paths[:paper_images] if setting == "paper" and paper_images > 0 else paths
+        run_opts = dataclasses.replace(opts, paths=tuple(chosen))
         # A fresh process per setting: its peak memory is its own, not the previous setting's.
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            reports.append(pool.submit(run_setting, setting, opts).result())
-        print(format_report(reports[-1]), flush=True)
-    if args.json:
-        write_json(args.json, {"command": "python tools/benchmark.py detect " + " ".join(argv or sys.argv[2:]),
-                               "reports": reports}, indent=1)
-    return 0
+            reports.append(pool.submit(run_setting, setting, run_opts).result())
+        if printer is not None:
+            printer(format_report(reports[-1]))
+    return reports

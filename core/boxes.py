@@ -49,9 +49,9 @@ def as_boxes(boxes) -> torch.Tensor:
     return t.to(torch.float32).reshape(-1, 4)
 
 
-def _offset(boxes, delta) -> np.ndarray:
-    a = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    return a + np.asarray(delta, dtype=np.float32)
+def _offset(boxes, delta, dtype=np.float32) -> np.ndarray:
+    a = np.asarray(boxes, dtype=dtype).reshape(-1, 4)
+    return a + np.asarray(delta, dtype=dtype)
 
 
 def coco_xywh_to_xyxy(boxes) -> np.ndarray:
@@ -73,9 +73,12 @@ def voc_to_xyxy(boxes) -> np.ndarray:
     return _offset(boxes, (-1, -1, 0, 0))
 
 
-def xyxy_to_voc(boxes) -> np.ndarray:
-    """xyxy → PASCAL VOC 1-based inclusive (float; round when writing integer files)."""
-    return _offset(boxes, (1, 1, 0, 0))
+def xyxy_to_voc(boxes, dtype=np.float32) -> np.ndarray:
+    """xyxy → PASCAL VOC 1-based inclusive (float; round when writing integer files).
+
+    ``dtype=np.float64`` for the evaluator, which computes overlaps in the devkit's double precision.
+    """
+    return _offset(boxes, (1, 1, 0, 0), dtype)
 
 
 def ilsvrc_to_xyxy(boxes) -> np.ndarray:

@@ -1,12 +1,14 @@
 """PNG plots of evaluation results: precision-recall curves and proposal recall against IoU.
 
 Figures are drawn with matplotlib's object API on the Agg canvas (no pyplot, no display, no
-global state). Files are written atomically; names are ``pr_<k>_<class>.png`` per class (``k``
-the class's position, 3 digits) and ``pr_overall.png``; ``recall_iou.png`` and ``recall_n.png``
-for proposals.
+global state). Files are written atomically; names are ``pr_grid.png`` (all curves in one figure
+of small multiples: the overall curve, then one panel per class), ``pr_<k>_<class>.png`` per class
+(``k`` the class's position, 3 digits) and ``pr_overall.png``; ``recall_iou.png`` and
+``recall_n.png`` for proposals.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 
@@ -20,9 +22,10 @@ from eval.coco import CocoResult
 from eval.recall import IOU_THRESHOLDS, RecallReport
 from eval.report import EvalReport
 
-__all__ = ["RECALL_GRID", "interpolated_precision", "plot_pr_curves", "plot_recall"]
+__all__ = ["RECALL_GRID", "interpolated_precision", "pr_grid_figure", "plot_pr_curves", "plot_recall"]
 
 RECALL_GRID = np.linspace(0.0, 1.0, 101)  # COCO's recall thresholds, used for every overall curve
+PANEL = (2.2, 2.0)  # inches per small multiple: about 220 x 200 pixels, titles still readable
 
 
 def _save(fig: Figure, path: str) -> str:
@@ -74,22 +77,69 @@ def _class_curves(report: EvalReport) -> list[tuple[str, float, np.ndarray, np.n
     raise ValueError("the report carries no curves (details is empty)")
 
 
+def _overall(curves: list) -> np.ndarray | None:
+    """``[101]`` mean interpolated precision over the classes with ground truth, None if none has."""
+    grid = [interp for *_, interp in curves if interp is not None]
+    return np.mean(grid, axis=0) if grid else None
+
+
+def _panel(ax, title: str, rec: np.ndarray, prec: np.ndarray, interp: np.ndarray | None, colour: str) -> None:
+    """One small multiple: the raw curve (thin, grey) under its interpolated envelope."""
+    ax.set_title(title, fontsize=8)
+    ax.set(xlim=(0, 1), ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=7)
+    if interp is None:
+        ax.text(0.5, 0.5, "no ground truth", ha="center", va="center", fontsize=7, color="grey")
+        return
+    if rec is not RECALL_GRID:
+        ax.plot(rec, prec, lw=0.8, color="0.6")
+    ax.plot(RECALL_GRID, interp, lw=1.5, color=colour)
+
+
+def pr_grid_figure(report: EvalReport, curves: list | None = None) -> Figure:
+    """All precision-recall curves of ``report`` as one figure of small multiples.
+
+    The first panel is the overall curve (mean interpolated precision, titled with the mAP), then
+    one panel per class in class order, titled with its AP; panels share their axes (recall
+    across, precision up) on a near-square grid. ``curves`` is :func:`_class_curves`'s output
+    when the caller has it.
+    """
+    curves = _class_curves(report) if curves is None else curves
+    cols = math.ceil(math.sqrt(len(curves) + 1))
+    rows = math.ceil((len(curves) + 1) / cols)
+    fig = Figure(figsize=(PANEL[0] * cols, PANEL[1] * rows + 0.6), layout="constrained")
+    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False).ravel()
+    _panel(axes[0], f"overall: mAP {report.mAP:.3f}", RECALL_GRID, None, _overall(curves), "black")
+    for ax, (name, ap, rec, prec, interp) in zip(axes[1:], curves):
+        _panel(ax, f"{name}: AP {ap:.3f}", rec, prec, interp, "tab:blue")
+    for ax in axes[len(curves) + 1:]:
+        ax.set_visible(False)
+    fig.suptitle(f"{report.protocol} precision-recall" + (" at IoU 0.5" if isinstance(report.details, CocoResult)
+                                                          else ""), fontsize=10)
+    fig.supxlabel("recall", fontsize=9)
+    fig.supylabel("precision (grey: raw; line: interpolated)", fontsize=9)
+    return fig
+
+
 def plot_pr_curves(report: EvalReport, out_dir: str) -> list[str]:
-    """One PNG per class and ``pr_overall.png`` (mean interpolated precision over the classes
-    with ground truth). COCO curves are at IoU 0.5; titles give the report's per-class AP."""
-    written, grid = [], []
-    for k, (name, ap, rec, prec, interp) in enumerate(_class_curves(report)):
+    """``pr_grid.png`` (every curve, one figure), one PNG per class and ``pr_overall.png`` (mean
+    interpolated precision over the classes with ground truth). COCO curves are at IoU 0.5;
+    titles give the report's per-class AP."""
+    curves = _class_curves(report)
+    written = [_save(pr_grid_figure(report, curves), os.path.join(out_dir, "pr_grid.png"))]
+    for k, (name, ap, rec, prec, interp) in enumerate(curves):
         fig, ax = _axes(f"{name}: AP {ap:.4f}", "recall", "precision")
         if interp is not None:
-            grid.append(interp)
             if rec is not RECALL_GRID:
                 ax.plot(rec, prec, lw=1, label="precision")
             ax.plot(RECALL_GRID, interp, lw=1, ls="--", label="interpolated")
             ax.legend(loc="lower left")
         written.append(_save(fig, os.path.join(out_dir, f"pr_{k:03d}_{_safe(name)}.png")))
     fig, ax = _axes(f"{report.protocol}: mAP {report.mAP:.4f}", "recall", "mean interpolated precision")
-    if grid:
-        ax.plot(RECALL_GRID, np.mean(grid, axis=0), lw=2)
+    overall = _overall(curves)
+    if overall is not None:
+        ax.plot(RECALL_GRID, overall, lw=2)
     written.append(_save(fig, os.path.join(out_dir, "pr_overall.png")))
     return written
 

@@ -1,9 +1,9 @@
 """The evaluation report every protocol returns, its JSON form and its printed table.
 
 REPORT.json is ``{"protocol": str, "mAP": float, "per_class": {name: AP}, "stats": {...}}``
-(issue 3). JSON has no NaN: an undefined number (an ILSVRC class with detections but no
-positives) is written as ``null`` and read back as NaN. COCO's undefined numbers stay -1, as
-pycocotools gives them.
+(a contract of ``tools/eval.py --json``). JSON has no NaN: an undefined number (an ILSVRC class
+with detections but no positives) is written as ``null`` and read back as NaN. COCO's undefined
+numbers stay -1, as pycocotools gives them.
 """
 from __future__ import annotations
 

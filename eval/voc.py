@@ -28,6 +28,7 @@ import logging
 
 import numpy as np
 
+from core.boxes import xyxy_to_voc
 from core.structures import DetectionDataset, Detections
 from eval.ap import ClassResults, class_curves, voc07_ap, voc_ap
 from eval.inputs import flatten_detections
@@ -40,13 +41,6 @@ log = logging.getLogger(__name__)
 MIN_OVERLAP = 0.5  # VOCopts.minoverlap
 
 
-def _to_devkit(boxes_xyxy: np.ndarray) -> np.ndarray:
-    """xyxy continuous → VOC 1-based inclusive, float64 (``xmin = x1 + 1``, ``xmax = x2``)."""
-    b = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4).copy()
-    b[:, :2] += 1
-    return b
-
-
 def voc_ground_truth(dataset: DetectionDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(image [G] position, label [G], boxes [G, 4] devkit coords, difficult [G] bool)``."""
     counts = [len(img.labels) for img in dataset.images]
@@ -54,7 +48,7 @@ def voc_ground_truth(dataset: DetectionDataset) -> tuple[np.ndarray, np.ndarray,
     if not sum(counts):
         return image, np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0, bool)
     label = np.concatenate([img.labels for img in dataset.images]).astype(np.int64)
-    boxes = _to_devkit(np.concatenate([img.boxes for img in dataset.images]))
+    boxes = xyxy_to_voc(np.concatenate([img.boxes for img in dataset.images]), np.float64)
     difficult = np.concatenate([img.difficult for img in dataset.images]).astype(bool)
     return image, label, boxes, difficult
 
@@ -83,7 +77,7 @@ def evaluate_voc(dataset: DetectionDataset, image_pos: np.ndarray, labels: np.nd
     tie = np.arange(len(labels)) if tie_order is None else np.asarray(tie_order)
     order = np.lexsort((tie, -np.asarray(scores, np.float64)))
     pos, labels = np.asarray(image_pos, np.int64)[order], labels[order]
-    det_boxes = _to_devkit(np.asarray(boxes)[order])
+    det_boxes = xyxy_to_voc(np.asarray(boxes)[order], np.float64)
 
     gt_img, gt_label, gt_boxes, difficult = voc_ground_truth(dataset)
     pairs = make_pairs(pos * n_classes + labels, det_boxes, gt_img * n_classes + gt_label, gt_boxes)

@@ -26,7 +26,7 @@ Why not OpenCV's ``SelectiveSearchSegmentation`` (investigated, opencv-contrib 5
 So we use OpenCV only for the FH segmentation (``createGraphSegmentation(sigma, k, min_size)``, C++),
 and do the grouping here: initial features with ``np.bincount`` and the merge loop with a heap
 (lazy deletion), similarities to all neighbours of a merged region in one vectorised call. This is
-faster than OpenCV's fast mode on the same image (see ``proposals/benchmark.py``).
+faster than OpenCV's fast mode on the same image (see ``bench/proposals.py``).
 
 Choices where the sources differ (written down per the issue):
 

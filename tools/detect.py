@@ -32,14 +32,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from core.cli import run
 from core.config import add_config_args, load_config, save_run_config
+from core.draw import draw_detections, save_image
 from core.errors import InputError
 from core.image import list_images
-from core.io import atomic_path, write_json
+from core.io import write_json
 from core.structures import Detections
 from detector.api import Detector
 from detector.config import DetectSchema
@@ -49,8 +49,6 @@ from proposals.build import METHODS
 
 log = logging.getLogger("detect")
 BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "model"
-PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-           (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
 
 
 def parse_args(argv):
@@ -94,16 +92,10 @@ def format_line(image: str, det: dict) -> str:
 
 def draw(pixels: np.ndarray, entry: dict, path: str, min_score: float = 0.0) -> None:
     """Save the image with the boxes scoring ``min_score`` or more drawn, atomically, as PNG."""
-    img = Image.fromarray(pixels)
-    pen = ImageDraw.Draw(img)
     shown = [d for d in entry["detections"] if d["score"] >= min_score]
-    for det in reversed(shown):  # best last, so it is drawn on top
-        colour = PALETTE[det["label"] % len(PALETTE)]
-        x1, y1, x2, y2 = det["box"]
-        pen.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=colour, width=2)
-        pen.text((x1 + 2, y1 + 1), f"{det['category']} {det['score']:.2f}", fill=colour)
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
+    picture = draw_detections(pixels, [d["box"] for d in shown], [d["label"] for d in shown],
+                              [d["score"] for d in shown], class_names={d["label"]: d["category"] for d in shown})
+    save_image(path, picture)
 
 
 def report(item: Prefetched, detector: Detector, out: str | None, draw_threshold: float) -> dict:

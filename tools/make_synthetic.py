@@ -1,4 +1,4 @@
-"""Generate the synthetic detection benchmark (issue 2).
+"""Generate the synthetic detection benchmark (bench/synthetic.py; README "The synthetic benchmark").
 
     python tools/make_synthetic.py --out DIR --images N --seed S [--split train|val] [--preview PNG]
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import core.cli
 from core.config import add_config_args, load_config, save_config
 from core.errors import InputError
-from core.synthetic import SyntheticConfig, generate_split, write_preview
+from bench.synthetic import SyntheticConfig, generate_split, write_preview
 
 log = logging.getLogger("make_synthetic")
 

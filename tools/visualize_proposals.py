@@ -20,11 +20,12 @@ from tqdm import tqdm
 
 import core.cli
 from core.config import add_config_args, load_config, save_run_config
+from core.draw import contact_sheet, draw_title, save_image
 from core.errors import InputError
 from core.formats.coco import read_coco, read_split
 from core.image import list_images, load_image
 from proposals.build import METHODS, ProposalsConfig, build_proposer
-from proposals.visualize import contact_sheet, draw_proposals, save_png
+from proposals.visualize import draw_proposals
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,6 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--split", help="subfolder of --dataset holding the split (e.g. val)")
     parser.add_argument("--max-images", type=int, default=16, help="images in a --dataset sheet (default 16)")
     parser.add_argument("--cols", type=int, default=4, help="contact-sheet columns (default 4)")
+    parser.add_argument("--cell", type=int, default=320, help="contact-sheet cell size in pixels (default 320)")
     parser.add_argument("--out", required=True, metavar="OUT.png", help="output PNG")
     parser.add_argument("--multibox-weights", metavar="FILE", help="default: assets/model/multibox.pt")
     parser.add_argument("--device", default="cpu", help="torch device for MultiBox (default: cpu)")
@@ -82,12 +84,18 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = load_config(ProposalsConfig, args.config, args.overrides)
     proposer = build_proposer(args.method, cfg, args.multibox_weights, args.device)
-    tiles = []
-    for path, gt in tqdm(inputs(args), desc="draw", unit="img"):
+    pairs = inputs(args)
+    if not pairs:
+        raise InputError(f"{args.dataset or ' '.join(args.images)}: no images to draw")
+    sheet = len(pairs) > 1
+    tiles, titles = [], []
+    for path, gt in tqdm(pairs, desc="draw", unit="img"):
         image = load_image(path).pixels
-        title = f"{os.path.basename(path)} {args.method} top {args.top}"
-        tiles.append(draw_proposals(image, proposer(image), args.top, gt, title=title))
-    save_png(args.out, tiles[0] if len(tiles) == 1 else contact_sheet(tiles, args.cols))
+        picture, hit = draw_proposals(image, proposer(image), args.top, gt, size=args.cell if sheet else None)
+        caption = f"{os.path.basename(path)} {args.method} top {args.top}"
+        tiles.append(picture)
+        titles.append(f"{caption}  covered {int(hit.sum())}/{len(hit)}" if gt is not None and len(gt) else caption)
+    save_image(args.out, contact_sheet(tiles, titles, args.cols, args.cell) if sheet else draw_title(tiles[0], titles[0]))
     save_run_config(cfg, args.out)
     return 0
 

@@ -6,10 +6,7 @@ The tiny model (width 0.125, 32 px input) is trained once per session for a few 
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,18 +104,8 @@ def tiny_model(easy_split, tmp_path_factory):
     return model, losses, folder
 
 
-def load_tool(name: str):
-    """Import tools/<name>.py as a module (tools/ is not a package)."""
-    path = Path(__file__).resolve().parents[2] / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses in the tool need their module registered
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
-def kit():
+def kit(load_tool):
     """This module's helpers for test files (importlib mode: tests cannot import conftest)."""
     return types.SimpleNamespace(CLASSES=CLASSES, TINY=TINY, SIZE=SIZE, grid_boxes=grid_boxes,
                                  GridProposer=GridProposer, easy_image=easy_image,

@@ -50,8 +50,14 @@ def test_min_box_filter(image):
     assert ((small.boxes[:, 2:] - small.boxes[:, :2]) < 20).any(axis=1).any()
 
 
-def test_ss2x_gives_fewer_boxes_than_ss(image):
-    assert len(SelectiveSearch(preset("ss2x"))(image)) < len(SelectiveSearch(preset("ss"))(image))
+def test_ss2x_gives_about_half_the_boxes_of_ss():
+    # GLN §8: doubling the superpixel size halves the proposals. Per image the ratio spreads
+    # (0.39-0.66 on these four benchmark images), so the band is on the total.
+    from bench.synthetic import generate_image
+    images = [generate_image(5, i, "val").pixels for i in range(4)]
+    ss = sum(len(SelectiveSearch(preset("ss"))(im)) for im in images)
+    ss2x = sum(len(SelectiveSearch(preset("ss2x"))(im)) for im in images)
+    assert 0.4 <= ss2x / ss <= 0.7
 
 
 def test_grayscale_2d_equals_three_equal_channels(image):

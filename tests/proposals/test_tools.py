@@ -1,5 +1,4 @@
 """The command lines, called in-process through their ``main(argv)``."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,14 +10,7 @@ import core.cli
 REPO = Path(__file__).resolve().parents[2]
 
 
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_propose_json_contract(split, tmp_path):
+def test_propose_json_contract(split, tmp_path, load_tool):
     image = str(split / "images" / "000.png")
     out = tmp_path / "p.json"
     assert load_tool("propose").main([image, "--method", "ss2x", "--json", str(out)]) == 0
@@ -29,7 +21,7 @@ def test_propose_json_contract(split, tmp_path):
     assert boxes.shape[1] == 4 and (boxes[:, 2] <= 160).all() and (boxes[:, 3] <= 140).all()
 
 
-def test_propose_overrides_and_errors(split, tmp_path, capsys):
+def test_propose_overrides_and_errors(split, tmp_path, capsys, load_tool):
     image = str(split / "images" / "000.png")
     out = tmp_path / "p.json"
     tool = load_tool("propose")
@@ -41,7 +33,7 @@ def test_propose_overrides_and_errors(split, tmp_path, capsys):
     assert "no.pt: MultiBox weights not found" in capsys.readouterr().err
 
 
-def test_propose_bad_images_are_one_line_each_and_the_rest_go_on(split, tmp_path, capsys, monkeypatch):
+def test_propose_bad_images_are_one_line_each_and_the_rest_go_on(split, tmp_path, capsys, monkeypatch, load_tool):
     import re
     from PIL import Image
     good = [str(split / "images" / "000.png"), str(split / "images" / "001.png")]
@@ -74,7 +66,7 @@ def test_propose_bad_images_are_one_line_each_and_the_rest_go_on(split, tmp_path
     assert core.cli.run(tool.main, good + ["--method", "ss"]) == 0
 
 
-def test_visualize_single_and_contact_sheet(split, tmp_path):
+def test_visualize_single_and_contact_sheet(split, tmp_path, load_tool):
     tool = load_tool("visualize_proposals")
     one, sheet = tmp_path / "one.png", tmp_path / "sheet.png"
     image = str(split / "images" / "000.png")
@@ -85,11 +77,10 @@ def test_visualize_single_and_contact_sheet(split, tmp_path):
     assert one.stat().st_size > 0 and sheet.stat().st_size > 0
 
 
-def test_benchmark_table_and_json(split, tmp_path, capsys):
-    from proposals.benchmark import main
+def test_benchmark_table_and_json(split, tmp_path, capsys, load_tool):
     out = tmp_path / "b.json"
-    assert main(["--data", str(split), "--methods", "ss,ss2x,merged", "--json", str(out),
-                 "--multibox-weights", str(tmp_path / "none.pt")]) == 0
+    assert load_tool("benchmark").main(["proposals", "--data", str(split), "--methods", "ss,ss2x,merged",
+                                        "--json", str(out), "--multibox-weights", str(tmp_path / "none.pt")]) == 0
     table = capsys.readouterr().out
     assert "ss2x" in table and "opencv_fast" in table and "skipped" in table
     rows = {r["method"]: r for r in json.loads(out.read_text())["results"]}

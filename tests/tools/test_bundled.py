@@ -11,7 +11,7 @@ from torchvision.ops import box_iou
 
 from core.checkpoint import load_weights_only
 from core.image import load_image
-from core.synthetic import CLASSES, generate_image
+from bench.synthetic import CLASSES, generate_image
 from detector.pipeline import load_members, member_paths, multibox_path
 
 ROOT = Path(__file__).resolve().parents[2]

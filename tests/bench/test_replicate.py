@@ -1,17 +1,5 @@
-"""tools/replicate.py: the claims table is built from the measured rows (no hard-coded results)."""
-import importlib.util
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_replicate():
-    spec = importlib.util.spec_from_file_location("tool_replicate", ROOT / "tools" / "replicate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+"""bench/replicate.py: the claims table is built from the measured rows (no hard-coded results)."""
+from bench import replicate as rep
 
 
 def rows(per_image, coverage):
@@ -23,7 +11,6 @@ def dets(m):
 
 
 def test_claims_follow_the_measurements():
-    rep = load_replicate()
     props = {"ss": rows(1000, 0.80), "ss2x": rows(500, 0.79), "multibox": rows(200, 0.5), "merged": rows(700, 0.81)}
     detectors = {"single, ss": dets(0.30), "single, merged": dets(0.32), "ensemble, merged": dets(0.40)}
     claims = rep.claim_rows(props, detectors, None)
@@ -40,7 +27,6 @@ def test_claims_follow_the_measurements():
 
 
 def test_resume_keeps_rows_only_for_the_same_key(tmp_path):
-    rep = load_replicate()
     out = str(tmp_path / "rep")
     (tmp_path / "rep.json").write_text('{"key": {"images": "a"}, "detectors": {"single, ss": {"mAP": 0.3}}}')
     assert rep.previous_rows(out, {"images": "a"})["detectors"] == {"single, ss": {"mAP": 0.3}}

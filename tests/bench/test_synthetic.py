@@ -1,9 +1,7 @@
 """The synthetic benchmark: determinism, ground-truth validity, and its COCO / ILSVRC outputs."""
 import hashlib
-import importlib.util
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from core.formats.coco import read_coco
 from core.formats.ilsvrc import read_ilsvrc
 from core.image import load_image
-from core.synthetic import CLASSES, SyntheticConfig, generate_image, generate_split
+from bench.synthetic import CLASSES, SyntheticConfig, generate_image, generate_split
 
 
 def _digest(path) -> str:
@@ -24,13 +22,6 @@ def split(tmp_path_factory):
     return out, generate_split(out, 5, seed=3, split="val")
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        "make_synthetic", os.path.join(os.path.dirname(__file__), "../../tools/make_synthetic.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses in the tool look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_classes_are_fixed_and_many():
@@ -118,8 +109,8 @@ def test_zero_images(tmp_path):
     assert ds.images == [] and read_coco(tmp_path / "annotations.json").images == []
 
 
-def test_cli_writes_everything(tmp_path):
-    tool = _tool()
+def test_cli_writes_everything(tmp_path, load_tool):
+    tool = load_tool("make_synthetic")
     out, preview = tmp_path / "out", tmp_path / "sheet.png"
     argv = ["--out", str(out), "--images", "2", "--seed", "1", "--split", "train", "--preview", str(preview),
             "--set", "synthetic.max_instances=3"]
@@ -130,9 +121,9 @@ def test_cli_writes_everything(tmp_path):
     assert all(len(a.labels) <= 3 for a in read_coco(out / "annotations.json").images)
 
 
-def test_cli_user_errors(tmp_path, capsys):
+def test_cli_user_errors(tmp_path, capsys, load_tool):
     import core.cli
-    tool = _tool()
+    tool = load_tool("make_synthetic")
     argv = ["--out", str(tmp_path), "--images", "1", "--set", "synthetic.max_instance=3"]
     assert core.cli.run(tool.main, argv) == 2
     assert "synthetic.max_instance" in capsys.readouterr().err
@@ -140,8 +131,8 @@ def test_cli_user_errors(tmp_path, capsys):
     assert core.cli.run(tool.main, ["--out", str(tmp_path / "file"), "--images", "1"]) == 2
 
 
-def test_cli_rejects_negative_seed_and_count(tmp_path, capsys):
-    tool = _tool()
+def test_cli_rejects_negative_seed_and_count(tmp_path, capsys, load_tool):
+    tool = load_tool("make_synthetic")
     for flag, value in (("--seed", "-5"), ("--images", "-1")):
         argv = ["--out", str(tmp_path), "--images", "1", flag, value]
         with pytest.raises(SystemExit) as exc:
@@ -155,10 +146,10 @@ def test_cli_rejects_negative_seed_and_count(tmp_path, capsys):
     ("min_object_size=0", "min_object_size"), ("max_object_fraction=0", "max_object_fraction"),
     ("max_occluded=1.5", "max_occluded"), ("jpeg_quality=101", "jpeg_quality"),
 ])
-def test_config_ranges_are_one_line_errors(tmp_path, capsys, override, key):
+def test_config_ranges_are_one_line_errors(tmp_path, capsys, override, key, load_tool):
     import core.cli
     argv = ["--out", str(tmp_path), "--images", "1", "--set", f"synthetic.{override}"]
-    assert core.cli.run(_tool().main, argv) == 2
+    assert core.cli.run(load_tool("make_synthetic").main, argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: synthetic.{key}: must be ") and len(err.splitlines()) == 1
     assert not (tmp_path / "images").exists()  # checked before anything is written
@@ -167,7 +158,7 @@ def test_config_ranges_are_one_line_errors(tmp_path, capsys, override, key):
 def test_rerun_with_fewer_images_removes_stale_files(tmp_path, caplog):
     generate_split(tmp_path, 3, seed=0, split="val")
     generate_split(tmp_path, 2, seed=0, split="train")  # another split in the same folder is kept
-    with caplog.at_level("INFO", logger="core.synthetic"):
+    with caplog.at_level("INFO", logger="bench.synthetic"):
         generate_split(tmp_path, 1, seed=0, split="val", cfg=SyntheticConfig(image_format="png"))
     assert "removed 5 stale val files" in caplog.text  # 3 jpg (now png) + 2 xml beyond the first
     assert sorted(os.listdir(tmp_path / "images")) == ["train_000000.jpg", "train_000001.jpg", "val_000000.png"]

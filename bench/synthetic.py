@@ -1,4 +1,4 @@
-"""A synthetic detection benchmark the project generates (issue 2), since nothing can be downloaded.
+"""A synthetic detection benchmark the project generates , since nothing can be downloaded.
 
 Each image (long side 256..512 px, short/long 0.6..1) is a background plus 0..10 objects of the
 classes in :data:`CLASSES`:
@@ -36,6 +36,7 @@ import skimage.data
 from tqdm import tqdm
 
 from core.config import ConfigError
+from core.draw import contact_sheet, draw_detections, fit_within, save_image
 from core.formats.coco import write_coco
 from core.formats.ilsvrc import write_ilsvrc_devkit
 from core.image import load_image
@@ -65,7 +66,7 @@ _UPRIGHT = {"letter_A", "digit_7", "coffee_cup", "cat_face", "horse"}  # small r
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Knobs of the generator (the defaults are the benchmark issue 2 asks for)."""
+    """Knobs of the generator (the defaults make the benchmark the README describes)."""
 
     min_long_side: int = 256  # image long side range, pixels
     max_long_side: int = 512
@@ -584,36 +585,6 @@ def generate_split(out_dir, images: int, seed: int, split: str = "train", worker
 # ----------------------------------------------------------------------------- a picture of it
 
 
-def draw_ground_truth(pixels: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
-                      classes=CLASSES) -> np.ndarray:
-    """A copy of ``pixels`` (RGB ``[H, W, 3]``) with xyxy ``boxes`` and their class names drawn."""
-    out = np.ascontiguousarray(pixels.copy())
-    for box, label in zip(np.asarray(boxes).astype(int), labels):
-        colour = tuple(int(c) for c in cv2.applyColorMap(np.uint8([[int(label) * 17 % 256]]),
-                                                          cv2.COLORMAP_HSV)[0, 0][::-1])
-        x1, y1, x2, y2 = (int(v) for v in box)
-        cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), colour, 2)
-        text = classes[int(label)]
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
-        ty = max(th + 2, y1)
-        cv2.rectangle(out, (x1, ty - th - 3), (x1 + tw + 2, ty), colour, -1)
-        cv2.putText(out, text, (x1 + 1, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    return out
-
-
-def contact_sheet(tiles: list, columns: int = 4, cell: int = 256) -> np.ndarray:
-    """Tile RGB images into a grid, each scaled to fit a ``cell`` x ``cell`` square (black gaps)."""
-    rows = -(-len(tiles) // columns)
-    sheet = np.zeros((rows * (cell + 4), columns * (cell + 4), 3), np.uint8)
-    for i, tile in enumerate(tiles):
-        scale = cell / max(tile.shape[:2])
-        tile = cv2.resize(tile, (round(tile.shape[1] * scale), round(tile.shape[0] * scale)),
-                          interpolation=cv2.INTER_AREA)
-        y, x = (i // columns) * (cell + 4) + 2, (i % columns) * (cell + 4) + 2
-        sheet[y:y + tile.shape[0], x:x + tile.shape[1]] = tile
-    return sheet
-
-
 def write_preview(dataset: DetectionDataset, path, count: int = 8, columns: int = 4,
                   cell: int = 320) -> None:
     """Write a contact sheet of the first ``count`` images with their GT boxes (atomically).
@@ -621,20 +592,11 @@ def write_preview(dataset: DetectionDataset, path, count: int = 8, columns: int 
     Each image is shrunk to fit a ``cell`` square first, so the labels stay readable. A ``.png``
     sheet is quantised to 256 colours so it stays small enough for the README.
     """
-    from PIL import Image  # only this picture needs PIL's quantiser
-
     tiles = []
     for a in dataset.images[:count]:
-        pixels = load_image(os.path.join(dataset.image_root, a.file_name)).pixels
-        scale = cell / max(pixels.shape[:2])
-        size = (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale))
-        small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-        tiles.append(draw_ground_truth(small, a.boxes * scale, a.labels, dataset.classes))
+        small, scale = fit_within(load_image(os.path.join(dataset.image_root, a.file_name)).pixels, cell)
+        tiles.append(draw_detections(small, a.boxes * scale, a.labels, class_names=dataset.classes))
     if not tiles:
         raise ValueError("write_preview: the dataset has no images")
-    sheet = Image.fromarray(contact_sheet(tiles, min(columns, len(tiles)), cell))
-    with atomic_path(path) as tmp:
-        if str(path).lower().endswith(".png"):
-            sheet.quantize(256, method=Image.Quantize.MEDIANCUT).save(tmp, optimize=True)
-        else:
-            sheet.save(tmp, quality=90)
+    sheet = contact_sheet(tiles, [a.file_name for a in dataset.images[:count]], columns, cell)
+    save_image(path, sheet, colors=256)

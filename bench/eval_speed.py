@@ -2,6 +2,8 @@
 
     python tools/benchmark.py eval [--images 20121] [--dets-per-image 100] [--seed 0] [--work DIR]
 
+(the command line is in ``tools/benchmark.py``).
+
 Builds a synthetic case shaped like ILSVRC2013/2014 DET val (20,121 images, 200 classes, about
 2.76 objects per image = ~55k objects, ~100 detections per image = ~2M detections), writes it in
 the devkit's files (XMLs, image list, ``meta_det.mat``, a 2M-line submission) and, for the same
@@ -18,22 +20,21 @@ a folder under the system temp dir) and reused when its parameters match.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
+import multiprocessing
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CaseSpec", "make_case", "write_case", "main"]
+__all__ = ["CaseSpec", "make_case", "write_case", "run_benchmark", "format_report"]
 
 
 @dataclass(frozen=True)
@@ -227,42 +228,26 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _child(which: str, folder: str) -> int:
-    """Run one side in this (fresh) process; print its numbers and peak memory as one JSON line."""
+def _measure(which: str, folder: str) -> dict:
+    """Run one side in this (fresh) process; return its numbers and peak memory."""
     logging.basicConfig(level=logging.WARNING)
     out = (run_ours if which == "ours" else run_faster)(folder)
     out["peak_rss_mib"] = _peak_rss_mib()
-    print(json.dumps(out))
-    return 0
-
-
-def _spawn(which: str, folder: str) -> dict:
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "eval.benchmark", "--child", which, "--work", folder],
-                          capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"the {which} run failed:\n{proc.stderr[-2000:]}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    out["process_seconds"] = wall
     return out
 
 
-# ----------------------------------------------------------------------------- command line
+def _spawn(which: str, folder: str) -> dict:
+    """:func:`_measure` in a freshly started interpreter, so that imports, memory and caches start
+    empty for each side; ``process_seconds`` includes the interpreter start."""
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        out = pool.submit(_measure, which, folder).result()
+    out["process_seconds"] = time.perf_counter() - start
+    return out
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="benchmark.py eval", description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", type=int, default=CaseSpec.images, help="images (default 20121, ILSVRC val)")
-    p.add_argument("--classes", type=int, default=CaseSpec.classes, help="classes (default 200)")
-    p.add_argument("--dets-per-image", type=int, default=CaseSpec.dets_per_image, help="default 100 (~2M in all)")
-    p.add_argument("--seed", type=int, default=CaseSpec.seed)
-    p.add_argument("--work", help="folder for the case (default: a cache folder under the temp dir)")
-    p.add_argument("--child", choices=("ours", "faster"), help=argparse.SUPPRESS)
-    return p.parse_args(argv)
-
-
-def _report(ours: dict, theirs: dict) -> str:
+def format_report(ours: dict, theirs: dict) -> str:
+    """The two runs side by side, as text."""
     ratio = ours["seconds"] / theirs["seconds"]
     wall_ratio = ours["process_seconds"] / theirs["process_seconds"]
     return "\n".join([
@@ -279,22 +264,17 @@ def _report(ours: dict, theirs: dict) -> str:
     ])
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    spec = CaseSpec(images=args.images, classes=args.classes, dets_per_image=args.dets_per_image, seed=args.seed)
-    folder = args.work or os.path.join(tempfile.gettempdir(), f"ilsvrc_eval_bench_{args.images}_{args.seed}")
-    if args.child:
-        return _child(args.child, folder)
+def run_benchmark(spec: CaseSpec, folder: str | None = None) -> tuple[dict, dict]:
+    """Write the case once (reused while ``spec`` matches) and time both sides, each in its own process.
+
+    Returns:
+        ``(ours, theirs)``: seconds (total and per part), mAP, peak resident memory (MiB) and
+        ``process_seconds`` of each side; :func:`format_report` prints them.
+    """
+    folder = folder or os.path.join(tempfile.gettempdir(), f"ilsvrc_eval_bench_{spec.images}_{spec.seed}")
     if not _case_ready(spec, folder):
         log.info("writing the case to %s (once; reused while the parameters match)", folder)
         start = time.perf_counter()
         write_case(spec, folder)
         log.info("case written in %.1f s", time.perf_counter() - start)
-    ours = _spawn("ours", folder)
-    theirs = _spawn("faster", folder)
-    print(_report(ours, theirs))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return _spawn("ours", folder), _spawn("faster", folder)
