@@ -46,7 +46,13 @@ import torch
 from core.errors import InputError
 from core.image import load_image
 from detector.classifier import RegionClassifier
-from detector.config import ClassifierConfig, DetectorConfig, member_variant, SamplerConfig, TrainConfig
+from detector.config import (
+    ClassifierConfig,
+    DetectorConfig,
+    SamplerConfig,
+    TrainConfig,
+    member_variant,
+)
 from detector.pipeline import build_detector_proposer, detect_regions, load_members
 from proposals.base import SOURCE_SS, Proposals
 from proposals.merge import MergedProposer, merge_proposals

@@ -72,7 +72,7 @@ class Detector:
 
     @classmethod
     def load(cls, weights=None, device: str = "cpu", config: DetectorConfig | dict | None = None,
-             proposals: ProposalsConfig | None = None) -> "Detector":
+             proposals: ProposalsConfig | None = None) -> Detector:
         """Load the members (and MultiBox) a weights folder or member file holds.
 
         Args:
@@ -110,7 +110,7 @@ class Detector:
         return Detections(found.boxes, found.scores, found.labels,
                           [self.classes[i] for i in found.labels])
 
-    def with_config(self, **changes) -> "Detector":
+    def with_config(self, **changes) -> Detector:
         """The same networks and proposer with some :class:`DetectorConfig` fields changed."""
         try:
             return Detector(self.members, self.proposer, dataclasses.replace(self.cfg, **changes))

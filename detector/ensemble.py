@@ -7,7 +7,8 @@ how its six models were combined, so we do the same (METHOD §1.1, §1.5).
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, ContextManager
+from collections.abc import Callable
+from typing import ContextManager
 
 import numpy as np
 import torch

@@ -18,7 +18,8 @@ import contextlib
 import glob
 import os
 import re
-from typing import Callable, ContextManager
+from collections.abc import Callable
+from typing import ContextManager
 
 import numpy as np
 import torch
@@ -31,7 +32,11 @@ from detector.bbox_regression import average_boxes
 from detector.checkpoint import load_member
 from detector.classifier import RegionClassifier
 from detector.config import DetectorConfig
-from detector.ensemble import average_probabilities, cascade_probabilities, member_probabilities
+from detector.ensemble import (
+    average_probabilities,
+    cascade_probabilities,
+    member_probabilities,
+)
 from detector.postprocess import postprocess
 from proposals.base import Proposals, Proposer
 from proposals.build import build_proposer

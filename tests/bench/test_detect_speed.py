@@ -2,7 +2,13 @@
 import numpy as np
 import torch
 
-from bench.detect_speed import PAPER_CLASSIFIER, Stopwatch, _scaled, forward_rate, topped_up
+from bench.detect_speed import (
+    PAPER_CLASSIFIER,
+    Stopwatch,
+    _scaled,
+    forward_rate,
+    topped_up,
+)
 from detector.classifier import RegionClassifier
 from detector.config import ClassifierConfig
 from proposals.base import Proposals

@@ -13,7 +13,12 @@ from detector import Detector
 from detector.checkpoint import save_checkpoint
 from detector.classifier import RegionClassifier
 from detector.config import ClassifierConfig, DetectorConfig
-from detector.ensemble import average_probabilities, cascade_probabilities, member_probabilities, warp_groups
+from detector.ensemble import (
+    average_probabilities,
+    cascade_probabilities,
+    member_probabilities,
+    warp_groups,
+)
 from detector.pipeline import detect_regions, region_boxes
 from detector.postprocess import postprocess
 from proposals.base import Proposals
