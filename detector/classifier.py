@@ -36,8 +36,10 @@ class RegionClassifier(nn.Module):
             raise ValueError("a region classifier needs at least one class")
         self.classes = list(classes)
         self.cfg = cfg
+        # Channels-last (NHWC): oneDNN's convolutions run 2-3x faster in it on CPU than in NCHW,
+        # with the same outputs to float rounding; crops are converted on the way in.
         self.net = Inception(len(classes) + 1, width=cfg.width, aux_logits=cfg.aux_logits,
-                             dropout=cfg.dropout)
+                             dropout=cfg.dropout).to(memory_format=torch.channels_last)
         # Optional R-CNN box regressor fitted on this network's features (detector.bbox_regression).
         self.box_regressor = None
 
@@ -69,7 +71,7 @@ class RegionClassifier(nn.Module):
 
     def forward(self, crops: Tensor):
         """Crops ``[R, 3, S, S]`` → logits ``[R, K+1]`` (train mode with aux: a 3-tuple)."""
-        return self.net(crops)
+        return self.net(crops.contiguous(memory_format=torch.channels_last))
 
     def logits_and_features(self, crops: Tensor) -> tuple[Tensor, Tensor]:
         """Eval-mode logits ``[R, K+1]`` and the 5b map pooled to 2x2, ``[R, 4C]``, for box regression.
@@ -77,13 +79,26 @@ class RegionClassifier(nn.Module):
         The features feed R-CNN's bounding-box regression (METHOD §2.6, there pool5).
         """
         net = self.net
-        fmap = net.features(crops)
+        fmap = net.features(crops.contiguous(memory_format=torch.channels_last))
         logits = net.fc(net.dropout(torch.flatten(net.avgpool(fmap), 1)))
         # A 2x2 grid keeps where things are (R-CNN regressed from pool5's spatial 6x6 grid);
         # the global average alone cannot tell a box that is too far left from one too far right.
         return logits, torch.flatten(F.adaptive_avg_pool2d(fmap, REGRESSION_GRID), 1)
 
-    @torch.no_grad()
+    def classify(self, crops: Tensor, with_features: bool = False,
+                 dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor | None]:
+        """Eval-mode softmax of crops ``[R, 3, S, S]``: (``[R, K+1]`` float32, ``[R, C]`` features or None).
+
+        Args:
+            dtype: compute the network under autocast to this dtype (e.g. ``torch.bfloat16``);
+                None keeps float32. Probabilities and features come back as float32.
+        """
+        autocast = torch.autocast(crops.device.type, dtype=dtype, enabled=dtype is not None)
+        with torch.inference_mode(), autocast:
+            logits, pooled = self.logits_and_features(crops)
+            probs = torch.softmax(logits.float(), dim=1)
+        return probs, pooled.float() if with_features else None
+
     def probabilities(self, image: Tensor, boxes: Tensor, batch: int = 256,
                       with_features: bool = False) -> tuple[Tensor, Tensor | None]:
         """Softmax probabilities of all regions of one image, ``batch`` regions at a time.
@@ -98,9 +113,9 @@ class RegionClassifier(nn.Module):
         """
         probs, feats = [], []
         for start in range(0, len(boxes), batch):
-            logits, pooled = self.logits_and_features(self.warp(image, boxes[start:start + batch]))
-            probs.append(torch.softmax(logits, dim=1))
-            feats.append(pooled)
+            p, f = self.classify(self.warp(image, boxes[start:start + batch]), with_features)
+            probs.append(p)
+            feats.append(f)
         if not probs:
             empty = image.new_zeros((0, self.num_classes + 1))
             return empty, image.new_zeros((0, self.regression_channels)) if with_features else None

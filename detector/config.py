@@ -89,6 +89,9 @@ class BBoxRegressionConfig:
         check_ranges(self, min_iou=IOU, ridge_lambda=COUNT, max_per_class=AT_LEAST_ONE, images=COUNT)
 
 
+DTYPES = ("float32", "bfloat16")  # DetectorConfig.dtype
+
+
 @dataclass(frozen=True)
 class DetectorConfig:
     proposal_method: str = "merged"  # proposals.build.build_proposer: ss, ss2x, multibox, merged (GLN)
@@ -99,10 +102,15 @@ class DetectorConfig:
     top_k: int = 100  # detections per image
     batch_regions: int = 256  # regions per forward pass (memory: 256 x 3 x S^2 floats)
     bbox_regression: bool = False  # apply the members' box regressors (if they have one)
+    dtype: str = "float32"  # the networks' compute dtype: float32, or bfloat16 (autocast; AVX-512 BF16 CPUs, CUDA)
+    cascade_top: int = 0  # cascade: member 0 scores every region, the others only its top N (0 = off)
 
     def __post_init__(self):
         check_ranges(self, proposal_method=METHODS, max_proposals=COUNT, score_threshold=FRACTION,
-                     nms_iou=IOU, pre_nms_per_class=AT_LEAST_ONE, top_k=AT_LEAST_ONE, batch_regions=AT_LEAST_ONE)
+                     nms_iou=IOU, pre_nms_per_class=AT_LEAST_ONE, top_k=AT_LEAST_ONE, batch_regions=AT_LEAST_ONE,
+                     dtype=DTYPES, cascade_top=COUNT)
+        if self.cascade_top and self.bbox_regression:
+            raise ConfigError("cascade_top: not available with bbox_regression (members 1.. see few regions)")
 
 
 # The six members differ as GLN's did (§1.4, §7): seed and image order, and the sampling of

@@ -6,6 +6,10 @@ how its six models were combined, so we do the same (METHOD §1.1, §1.5).
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+from typing import ContextManager
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -32,30 +36,85 @@ def check_members(members: list[RegionClassifier]) -> list[str]:
     return classes
 
 
+def warp_groups(members: list[RegionClassifier]) -> dict[tuple, list[int]]:
+    """Members that see identical crops, by (S, p, mean, std, device) → member indices.
+
+    At test time a crop depends only on these (jitter is for training), and the six members
+    share three paddings, so each distinct crop is warped once and fed to every member that
+    takes it.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for i, m in enumerate(members):
+        key = (m.cfg.input_size, m.cfg.padding, tuple(m.cfg.mean), tuple(m.cfg.std),
+               str(next(m.parameters()).device))
+        groups.setdefault(key, []).append(i)
+    return groups
+
+
 def member_probabilities(image: np.ndarray, boxes: Tensor, members: list[RegionClassifier],
-                         batch: int = 256, with_features: bool = False
+                         batch: int = 256, with_features: bool = False,
+                         watch: Callable[[str], ContextManager] = lambda stage: contextlib.nullcontext(),
+                         dtype: torch.dtype | None = None, first_index: int = 0
                          ) -> tuple[Tensor, list[Tensor | None]]:
     """Each member's probabilities for the regions of one image.
 
-    Each member warps with its own S, p and normalisation (members may differ in context).
+    Each member warps with its own S, p and normalisation (members may differ in context);
+    identical crops are warped once (:func:`warp_groups`), ``batch`` regions at a time, so memory
+    holds one batch of crops per group, whatever R.
 
     Args:
         image: uint8 ``[H, W, 3]`` RGB.
         boxes: ``[R, 4]`` xyxy in the image's pixels.
+        batch: regions per forward pass.
         with_features: also return each member's pooled features ``[R, C_m]``.
+        watch: times the stages ("warping", "member I forward"), see
+            ``detector.pipeline.detect_regions``.
+        dtype: autocast dtype of the networks (None: float32), see ``RegionClassifier.classify``.
+        first_index: the first member's number in the stage names.
 
     Returns:
-        (``[M, R, K+1]`` probabilities, per-member features or Nones).
+        (``[M, R, K+1]`` float32 probabilities on the CPU, per-member features or Nones).
     """
     check_members(members)
-    probs, feats = [], []
-    prepared: dict[tuple, Tensor] = {}
-    for m in members:
-        device = next(m.parameters()).device
-        key = (tuple(m.cfg.mean), tuple(m.cfg.std), str(device))
-        if key not in prepared:  # normalise once per distinct preprocessing
-            prepared[key] = m.prepare_image(image, device)
-        p, f = m.probabilities(prepared[key], boxes.to(device), batch, with_features)
-        probs.append(p.cpu())
-        feats.append(f.cpu() if f is not None else None)
-    return torch.stack(probs), feats
+    probs: list[list[Tensor]] = [[] for _ in members]
+    feats: list[list[Tensor]] = [[] for _ in members]
+    for key, group in warp_groups(members).items():
+        first = members[group[0]]
+        with watch("warping"):
+            pixels = first.prepare_image(image, key[-1])
+            on_device = boxes.to(key[-1])
+        for start in range(0, len(boxes), batch):
+            with watch("warping"):
+                crops = first.warp(pixels, on_device[start:start + batch])
+            for i in group:
+                with watch(f"member {first_index + i} forward"):
+                    p, f = members[i].classify(crops, with_features, dtype)
+                probs[i].append(p.cpu())
+                feats[i].append(f.cpu() if f is not None else None)
+    return torch.stack([_joined(p, len(boxes), m.num_classes + 1) for p, m in zip(probs, members)]), \
+        [_joined(f, len(boxes), m.regression_channels) if with_features else None
+         for f, m in zip(feats, members)]
+
+
+def _joined(parts: list[Tensor], rows: int, columns: int) -> Tensor:
+    """The batches' rows in order, ``[rows, columns]`` (empty when there were no regions)."""
+    return torch.cat(parts) if parts else torch.zeros((rows, columns))
+
+
+def cascade_probabilities(image: np.ndarray, boxes: Tensor, members: list[RegionClassifier], top: int,
+                          batch: int = 256, watch: Callable[[str], ContextManager] = lambda stage: contextlib.nullcontext(),
+                          dtype: torch.dtype | None = None) -> Tensor:
+    """Averaged probabilities ``[R, K+1]`` where only member 0 scores every region.
+
+    The other members score the ``top`` regions member 0 finds least likely to be background;
+    those regions get the average of every member, the rest member 0's probabilities alone.
+    """
+    first = member_probabilities(image, boxes, members[:1], batch, watch=watch, dtype=dtype)[0][0]
+    if len(members) == 1 or len(boxes) == 0:
+        return first
+    chosen = torch.argsort(first[:, 0], stable=True)[:top]
+    others = member_probabilities(image, boxes[chosen], members[1:], batch, watch=watch, dtype=dtype,
+                                  first_index=1)[0]
+    out = first.clone()
+    out[chosen] = (first[chosen] + others.sum(dim=0)) / len(members)
+    return out

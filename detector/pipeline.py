@@ -14,9 +14,12 @@ Regions go through the networks ``batch_regions`` at a time, so memory does not 
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
+from collections.abc import Callable
+from typing import ContextManager
 
 import numpy as np
 import torch
@@ -29,7 +32,11 @@ from detector.bbox_regression import average_boxes
 from detector.checkpoint import load_member
 from detector.classifier import RegionClassifier
 from detector.config import DetectorConfig
-from detector.ensemble import average_probabilities, member_probabilities
+from detector.ensemble import (
+    average_probabilities,
+    cascade_probabilities,
+    member_probabilities,
+)
 from detector.postprocess import postprocess
 from proposals.base import Proposals, Proposer
 from proposals.build import build_proposer
@@ -55,6 +62,14 @@ def regress_boxes(boxes: Tensor, features: list[Tensor | None], members: list[Re
     return average_boxes(predictions) if predictions else boxes
 
 
+Watch = Callable[[str], ContextManager]  # watch("stage") times a stage (bench.detect_speed)
+
+
+def no_watch(stage: str) -> ContextManager:
+    """The default :data:`Watch`: times nothing."""
+    return contextlib.nullcontext()
+
+
 def detect(image: np.ndarray, proposer: Proposer, members: list[RegionClassifier],
            cfg: DetectorConfig = DetectorConfig()) -> Detections:
     """Detect objects in one image.
@@ -68,15 +83,35 @@ def detect(image: np.ndarray, proposer: Proposer, members: list[RegionClassifier
     Returns:
         :class:`Detections` in the image's pixels, labels ``0..K-1``, best first.
     """
+    return detect_regions(image, proposer(image), members, cfg)
+
+
+def detect_regions(image: np.ndarray, proposals: Proposals, members: list[RegionClassifier],
+                   cfg: DetectorConfig = DetectorConfig(), watch: Watch = no_watch) -> Detections:
+    """Detect objects in one image whose proposals are already computed (see :func:`detect`).
+
+    Args:
+        proposals: the image's proposals (e.g. from a worker process or a cache).
+        watch: called with each stage's name ("warping", "member I forward", "averaging",
+            "nms", ...) around that stage, for the benchmark.
+    """
     size = (int(image.shape[0]), int(image.shape[1]))
-    boxes = region_boxes(proposer(image), size, cfg.max_proposals)
+    boxes = region_boxes(proposals, size, cfg.max_proposals)
     with_features = cfg.bbox_regression and any(m.box_regressor is not None for m in members)
-    probs, features = member_probabilities(image, boxes, members, cfg.batch_regions, with_features)
-    probs = average_probabilities(probs)
+    dtype = getattr(torch, cfg.dtype) if cfg.dtype != "float32" else None
+    if cfg.cascade_top > 0:
+        probs = cascade_probabilities(image, boxes, members, cfg.cascade_top, cfg.batch_regions, watch, dtype)
+    else:
+        probs, features = member_probabilities(image, boxes, members, cfg.batch_regions, with_features,
+                                               watch=watch, dtype=dtype)
+        with watch("averaging"):
+            probs = average_probabilities(probs)
     if with_features:
-        boxes = regress_boxes(boxes, features, members)
-    return postprocess(boxes, probs, size, cfg.score_threshold, cfg.nms_iou, cfg.top_k,
-                       cfg.pre_nms_per_class)
+        with watch("box regression"):
+            boxes = regress_boxes(boxes, features, members)
+    with watch("nms"):
+        return postprocess(boxes, probs, size, cfg.score_threshold, cfg.nms_iou, cfg.top_k,
+                           cfg.pre_nms_per_class)
 
 
 def _member_number(path: str) -> int:

@@ -3,6 +3,7 @@
     python tools/benchmark.py NAME [ARGS ...]
     python tools/benchmark.py eval [--images N]       # ILSVRC evaluation vs faster-coco-eval
     python tools/benchmark.py proposals [...]         # proposal methods: recall and speed
+    python tools/benchmark.py detect [--images DIR]   # the detector stage by stage vs its bare networks
 
 ``python tools/benchmark.py NAME --help`` lists a benchmark's own arguments. Each NAME maps to a
 function ``NAME_command(argv) -> int`` here, which parses its arguments and calls the benchmark in
@@ -85,8 +86,35 @@ def proposals_command(argv: list[str]) -> int:
     return 0
 
 
+def detect_command(argv: list[str]) -> int:
+    """``benchmark.py detect``: the detector stage by stage beside its bare networks (bench/detect_speed.py)."""
+    from bench.detect_speed import REPO, SETTINGS, Options, run_benchmark
+    from bench.detect_speed import __doc__ as doc
+    from core.image import list_images
+    p = argparse.ArgumentParser(prog="benchmark.py detect", description=doc.split("\n\n")[0])
+    p.add_argument("--images", default=str(REPO / "assets" / "samples"), help="image folder or file")
+    p.add_argument("--weights", default=str(REPO / "assets" / "model"), help="member checkpoints")
+    p.add_argument("--json", help="write the reports to this JSON file")
+    p.add_argument("--max-images", type=int, default=0, help="use the first N images (0 = all)")
+    p.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated: " + ", ".join(SETTINGS))
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--paper-regions", type=int, default=1400, help="regions per image at the paper setting")
+    p.add_argument("--paper-sample", type=int, default=256,
+                   help="regions warped and classified per image at the paper setting, times scaled (0 = all)")
+    p.add_argument("--paper-images", type=int, default=2, help="images at the paper setting (0 = all)")
+    args = p.parse_args(argv)
+    paths = list_images([args.images])[:args.max_images or None]
+    opts = Options((), args.weights, args.threads, args.paper_regions, args.paper_sample)
+    reports = run_benchmark(paths, [s for s in args.settings.split(",") if s], opts, args.paper_images,
+                            printer=lambda text: print(text, flush=True))
+    if args.json:
+        write_json(args.json, {"command": "python tools/benchmark.py detect " + " ".join(argv),
+                               "reports": reports}, indent=1)
+    return 0
+
+
 # name -> function(argv) -> int
-COMMANDS = {"eval": eval_command, "proposals": proposals_command}
+COMMANDS = {"eval": eval_command, "proposals": proposals_command, "detect": detect_command}
 
 
 def main(argv=None) -> int:

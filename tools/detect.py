@@ -2,7 +2,7 @@
 
     python tools/detect.py IMAGE_OR_FOLDER [...] [--out DIR] [--json FILE] [--weights PATH]
         [--proposals ss|ss2x|multibox|merged] [--draw-threshold 0.3] [--device cpu] [--config FILE]
-        [--set detector.KEY=VALUE]
+        [--prefetch 2] [--set detector.KEY=VALUE]
 
 --weights is a folder holding member_*.pt (and multibox.pt for MultiBox proposals) or a single
 member checkpoint (multibox.pt is then looked up beside it); without it the bundled model in
@@ -16,7 +16,11 @@ DIR/<stem>.png with the boxes scoring at least --draw-threshold drawn (default 0
 lines and the JSON keep every detection, as detectron2's demo does). An image that cannot be
 read or processed gets one stderr line naming it and the reason; the others are still
 processed; the exit code is then 1 (0 when every image was processed, 2 for bad arguments,
-weights or config).
+weights or config). Over several images a worker process loads the next --prefetch images and
+computes their proposals while this one classifies (0: everything in this process); the output
+is the same, in the same order. `--set detector.dtype=bfloat16` runs the networks in bfloat16 and
+`--set detector.cascade_top=N` lets member 0 pick the N regions the others score (both opt-in;
+see the README's Speed section for what they cost in mAP).
 """
 from __future__ import annotations
 
@@ -28,18 +32,19 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from core.cli import run
 from core.config import add_config_args, load_config, save_run_config
 from core.draw import draw_detections, save_image
 from core.errors import InputError
-from core.image import WORK_PIXELS, ImageError, list_images, load_image
+from core.image import list_images
 from core.io import write_json
 from core.structures import Detections
-from detector.config import DetectorConfig, DetectSchema
-from detector.pipeline import build_detector_proposer, detect, load_members
+from detector.api import Detector
+from detector.config import DetectSchema
+from detector.pipeline import build_detector_proposer
+from detector.prefetch import Prefetched, failure, prefetch
 from proposals.build import METHODS
 
 log = logging.getLogger("detect")
@@ -56,6 +61,8 @@ def parse_args(argv):
     p.add_argument("--draw-threshold", type=float, default=0.3,
                    help="draw only detections scoring at least this in --out pictures (default 0.3)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--prefetch", type=int, default=2,
+                   help="images whose proposals a worker process computes ahead (0: none, in this process)")
     add_config_args(p)
     return p.parse_args(argv)
 
@@ -91,18 +98,17 @@ def draw(pixels: np.ndarray, entry: dict, path: str, min_score: float = 0.0) -> 
     save_image(path, picture)
 
 
-def process(path: str, proposer, members, cfg: DetectorConfig, out: str | None, draw_threshold: float) -> dict:
-    """Detect in one image; prints its lines and returns its JSON entry."""
-    image = load_image(path, WORK_PIXELS)  # a huge image is decoded reduced (core.image's bound)
-    with torch.no_grad():
-        dets = detect(image.pixels, proposer, members, cfg)
+def report(item: Prefetched, detector: Detector, out: str | None, draw_threshold: float) -> dict:
+    """Detect in one prefetched image; prints its lines and returns its JSON entry."""
+    image = item.image
+    dets = detector.detect_proposals(image.pixels, item.proposals)
     full = dataclasses.replace(dets, boxes=image.to_full(dets.boxes))  # boxes in the file's pixels
-    entry = record(path, image.full_size, full, members[0].classes)
+    entry = record(item.path, image.full_size, full, detector.classes)
     for det in entry["detections"]:
-        tqdm.write(format_line(path, det))  # keeps the progress bar intact on a terminal
+        tqdm.write(format_line(item.path, det))  # keeps the progress bar intact on a terminal
     if out:  # drawn on the (possibly reduced) decoded pixels, so with the boxes in those pixels
-        shown = record(path, image.pixels.shape[1::-1], dets, members[0].classes)
-        draw(image.pixels, shown, os.path.join(out, Path(path).stem + ".png"), draw_threshold)
+        shown = record(item.path, image.pixels.shape[1::-1], dets, detector.classes)
+        draw(image.pixels, shown, os.path.join(out, Path(item.path).stem + ".png"), draw_threshold)
     return entry
 
 
@@ -116,19 +122,23 @@ def main(argv=None) -> int:
     if not paths:
         raise InputError(f"{' '.join(args.images)}: no images found")
     weights = resolve_weights(args.weights)
-    members = load_members(weights, args.device)
-    proposer = build_detector_proposer(cfg, weights, schema.proposals, args.device)
+    detector = Detector.load(weights, args.device, cfg, schema.proposals)
+    # Proposals of the next images are computed in a worker while this process classifies.
+    items = prefetch(paths, build_detector_proposer, (cfg, weights, schema.proposals, args.device),
+                     ahead=args.prefetch)
     entries, failed = [], 0
     # The bar only on a terminal (disable=None): piped stderr keeps exactly one line per failed image.
-    for path in tqdm(paths, desc="detect", unit="img", disable=None if len(paths) > 1 else True, leave=False):
-        try:
-            entries.append(process(path, proposer, members, cfg, args.out, args.draw_threshold))
-        except ImageError as err:
-            tqdm.write(f"error: {err}", file=sys.stderr)
-            failed += 1
-        except Exception as err:  # one bad image must not stop the batch; say which and why
-            log.debug("%s failed", path, exc_info=True)
-            tqdm.write(f"error: {path}: detection failed ({type(err).__name__}: {err})", file=sys.stderr)
+    for item in tqdm(items, total=len(paths), desc="detect", unit="img",
+                     disable=None if len(paths) > 1 else True, leave=False):
+        error = item.error
+        if error is None:
+            try:
+                entries.append(report(item, detector, args.out, args.draw_threshold))
+            except Exception as err:  # one bad image must not stop the batch; say which and why
+                log.debug("%s failed", item.path, exc_info=True)
+                error = failure(item.path, err)
+        if error is not None:
+            tqdm.write(f"error: {error}", file=sys.stderr)
             failed += 1
     if args.json:
         write_json(args.json, entries, indent=1)

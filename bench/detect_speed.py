@@ -1,0 +1,330 @@
+"""Detector speed, stage by stage, beside the bare speed of its own networks.
+
+    python tools/benchmark.py detect [--images DIR] [--json OUT] [--weights PATH] [--max-images N]
+        [--settings bundled,paper] [--paper-regions 1400] [--paper-sample 256]
+
+For each setting it runs the detector over the images, timing every stage (image loading,
+selective search, MultiBox, merging, warping, each member's forward, averaging, NMS), and reports
+seconds per image, regions per image and the peak memory (resident set) of the process that ran
+the setting. In the same run it measures each member's *bare* forward rate on random crops of its
+own size, in every memory layout and dtype this machine offers (contiguous and channels-last
+float32, channels-last bfloat16 where supported): the fastest float32 rate over the image's regions
+is what the networks alone would cost, the yardstick of the detector's own overhead.
+
+Settings:
+
+* ``bundled``: the weights given (default ``assets/model``), merged proposals.
+* ``paper``: six members of full-width GoogLeNet at 224 px (R-CNN's p = 16, the members' padding
+  varied as the bundled ones), random weights (timing does not depend on them), each image's merged
+  proposals topped up with random boxes to ``--paper-regions`` (GLN's ~1,400 per image). At ~60
+  regions/s per member on a 2-core CPU the full setting takes minutes per image, so by default the
+  warps and forwards run on the first ``--paper-sample`` regions and their times are scaled to the
+  full count (they are linear in it: fixed-size batches); ``--paper-sample 0`` runs every region.
+
+* ``training``: SGD steps per second of one bundled-size member (minibatch of 128 random
+  64 px crops, auxiliary heads on) with its network in the contiguous layout and in channels-last,
+  alternated in rounds so that both see the same machine.
+
+Each setting runs in its own spawned process, so each peak memory is its own.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import copy
+import dataclasses
+import logging
+import multiprocessing
+import resource
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.errors import InputError
+from core.image import load_image
+from detector.classifier import RegionClassifier
+from detector.config import (
+    ClassifierConfig,
+    DetectorConfig,
+    SamplerConfig,
+    TrainConfig,
+    member_variant,
+)
+from detector.pipeline import build_detector_proposer, detect_regions, load_members
+from proposals.base import SOURCE_SS, Proposals
+from proposals.merge import MergedProposer, merge_proposals
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS = ("bundled", "paper", "training")
+PAPER_CLASSIFIER = ClassifierConfig(width=1.0, input_size=224, padding=16, aux_logits=False)
+# Stages scaled from the sample to the full region count at the paper setting.
+PER_REGION_STAGES = ("warping", "forward")
+
+
+class Stopwatch:
+    """Seconds spent per stage name: ``with watch("nms"): ...`` adds to ``watch.seconds["nms"]``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - start
+
+
+def peak_memory_mib() -> float:
+    """Peak resident set of this process so far, MiB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def layouts(device: torch.device) -> list[tuple[str, torch.memory_format, torch.dtype | None]]:
+    """(name, memory format, autocast dtype or None) of every layout/dtype worth timing here."""
+    found = [("fp32 contiguous", torch.contiguous_format, None),
+             ("fp32 channels-last", torch.channels_last, None)]
+    bf16 = (torch.cuda.is_bf16_supported() if device.type == "cuda"
+            else torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if bf16:
+        found.append(("bf16 channels-last", torch.channels_last, torch.bfloat16))
+    return found
+
+
+def forward_rate(member: RegionClassifier, batch: int, repeats: int, memory_format, dtype) -> float:
+    """Regions per second of the member's bare network on random crops ``[batch, 3, S, S]``.
+
+    A copy of the network is converted, so the member itself keeps its layout.
+    """
+    device = next(member.parameters()).device
+    net = copy.deepcopy(member.net).eval().to(memory_format=memory_format)
+    size = member.cfg.input_size
+    crops = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    crops = crops.to(device).contiguous(memory_format=memory_format)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+    with torch.inference_mode(), autocast:
+        net(crops)  # warm-up: oneDNN picks its kernels on the first call
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            net(crops)
+        _sync(device)
+    return batch * repeats / (time.perf_counter() - start)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bare_forward(members: list[RegionClassifier], batch: int, repeats: int) -> list[dict[str, float]]:
+    """Per member, regions/s in each layout of :func:`layouts`."""
+    device = next(members[0].parameters()).device
+    return [{name: forward_rate(m, batch, repeats, fmt, dtype) for name, fmt, dtype in layouts(device)}
+            for m in members]
+
+
+def paper_members(classes: list[str], count: int = 6, device="cpu") -> list[RegionClassifier]:
+    """``count`` full-width GoogLeNet region classifiers at 224 px with random weights (eval mode)."""
+    members = []
+    for i in range(count):
+        cfg = member_variant(i, PAPER_CLASSIFIER, SamplerConfig(), TrainConfig())[0]
+        torch.manual_seed(i)
+        members.append(RegionClassifier(classes, cfg).eval().to(device))
+    return members
+
+
+def topped_up(proposals: Proposals, count: int, size: tuple[int, int], seed: int = 0) -> Proposals:
+    """The first ``count`` proposals, random boxes (>= 20 px, seeded) appended if there are fewer."""
+    boxes = proposals.boxes[:count]
+    missing = count - len(boxes)
+    if missing > 0:
+        h, w = size
+        rng = np.random.default_rng(seed)
+        x1 = rng.uniform(0, max(w - 20, 1), missing)
+        y1 = rng.uniform(0, max(h - 20, 1), missing)
+        x2 = np.minimum(w, x1 + rng.uniform(20, max(w, 21), missing))
+        y2 = np.minimum(h, y1 + rng.uniform(20, max(h, 21), missing))
+        boxes = np.concatenate([boxes, np.stack([x1, y1, x2, y2], 1).astype(np.float32)])
+    return Proposals(boxes=boxes, sources=np.full(len(boxes), SOURCE_SS, np.uint8))
+
+
+def propose(pixels: np.ndarray, proposer, watch: Stopwatch) -> Proposals:
+    """The image's proposals, selective search and MultiBox timed apart when merged."""
+    if isinstance(proposer, MergedProposer):
+        with watch("selective search"):
+            ss = proposer.ss(pixels)
+        with watch("multibox"):
+            mb = proposer.multibox(pixels)
+        with watch("merge"):
+            return merge_proposals(ss, mb, proposer.cfg)
+    with watch("proposals"):
+        return proposer(pixels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What one setting's run needs (picklable, for the spawned process)."""
+
+    paths: tuple[str, ...]
+    weights: str = str(REPO / "assets" / "model")
+    threads: int = 0  # 0: torch's default
+    paper_regions: int = 1400
+    paper_sample: int = 256  # 0: every region
+    paper_members: int = 6
+
+
+def _scaled(seconds: dict[str, float], factor: float) -> dict[str, float]:
+    """Per-region stages (warps and forwards) times ``factor``, the rest unchanged."""
+    return {k: v * factor if any(s in k for s in PER_REGION_STAGES) else v for k, v in seconds.items()}
+
+
+def time_images(paths, proposer, members, cfg: DetectorConfig, regions: int = 0, sample: int = 0):
+    """Run the detector over ``paths``; per-image stage seconds, totals and region counts.
+
+    Args:
+        regions: top every image's proposals up to this many (0: its own proposals).
+        sample: warp and classify only the first ``sample`` regions, scaling those stages' times
+            to the full count (0: all).
+    """
+    stages: dict[str, float] = defaultdict(float)
+    totals, counts = [], []
+    for path in paths:
+        watch, start = Stopwatch(), time.perf_counter()
+        with watch("image loading"):
+            pixels = load_image(path).pixels
+        proposals = propose(pixels, proposer, watch)
+        if regions:
+            proposals = topped_up(proposals, regions, pixels.shape[:2])
+        run_cfg = dataclasses.replace(cfg, max_proposals=sample) if sample else cfg
+        with torch.no_grad():
+            detect_regions(pixels, proposals, members, run_cfg, watch)
+        elapsed = time.perf_counter() - start
+        count = len(proposals)
+        factor = count / min(sample, count) if sample and count else 1.0
+        seconds = _scaled(watch.seconds, factor)
+        for k, v in seconds.items():
+            stages[k] += v
+        totals.append(elapsed + sum(seconds.values()) - sum(watch.seconds.values()))
+        counts.append(count)
+    return stages, totals, counts
+
+
+def training_rates(steps: int = 4, rounds: int = 3, batch: int = 128) -> dict[str, float]:
+    """SGD steps/s of a bundled-size member per layout (contiguous, channels-last), best round."""
+    torch.manual_seed(0)
+    crops = torch.randn(batch, 3, 64, 64)
+    labels = torch.randint(0, 16, (batch,))
+    best: dict[str, float] = defaultdict(float)
+    for _ in range(rounds):
+        for name, fmt in (("fp32 contiguous", torch.contiguous_format), ("fp32 channels-last", torch.channels_last)):
+            net = RegionClassifier([str(k) for k in range(15)], ClassifierConfig()).net.to(memory_format=fmt).train()
+            optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+            x = crops.contiguous(memory_format=fmt)
+            start = time.perf_counter()
+            for _ in range(steps):
+                logits, aux1, aux2 = net(x)
+                loss = sum(w * torch.nn.functional.cross_entropy(o, labels)
+                           for w, o in ((1.0, logits), (0.3, aux1), (0.3, aux2)))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            best[name] = max(best[name], steps / (time.perf_counter() - start))
+    return dict(best)
+
+
+def run_setting(setting: str, opts: Options) -> dict:
+    """Time one setting (``bundled``, ``paper`` or ``training``) in this process; the report as a dict."""
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    if setting == "training":
+        return {"setting": setting, "threads": torch.get_num_threads(),
+                "train_steps_per_s": training_rates(), "peak_memory_mib": peak_memory_mib()}
+    cfg = DetectorConfig()
+    members = load_members(opts.weights)
+    proposer = build_detector_proposer(cfg, opts.weights)
+    paper = setting == "paper"
+    if paper:
+        members = paper_members(members[0].classes, opts.paper_members)
+    regions = opts.paper_regions if paper else 0
+    sample = opts.paper_sample if paper and opts.paper_sample < opts.paper_regions else 0
+    stages, totals, counts = time_images(opts.paths, proposer, members, cfg, regions, sample)
+    n = len(opts.paths)
+    rates = bare_forward(members, 32 if paper else cfg.batch_regions, 1 if paper else 3)
+    fp32 = [max(v for k, v in r.items() if k.startswith("fp32")) for r in rates]
+    per_image = {k: v / n for k, v in stages.items()}
+    bare = float(np.mean(counts)) * sum(1 / r for r in fp32)
+    proposal_keys = ("selective search", "multibox", "merge", "proposals")
+    return {
+        "setting": setting, "images": n, "threads": torch.get_num_threads(),
+        "members": [dataclasses.asdict(m.cfg) for m in members],
+        "regions_per_image": float(np.mean(counts)), "sampled_regions": sample,
+        "stages_s_per_image": per_image,
+        "proposals_s_per_image": sum(v for k, v in per_image.items() if k in proposal_keys),
+        "classification_s_per_image": sum(v for k, v in per_image.items()
+                                          if k not in proposal_keys and k != "image loading"),
+        "total_s_per_image": float(np.mean(totals)),
+        "peak_memory_mib": peak_memory_mib(),
+        "bare_forward_regions_per_s": rates,
+        "bare_forward_s_per_image": bare,
+        "total_over_bare_forward": float(np.mean(totals)) / bare,
+    }
+
+
+def format_report(r: dict) -> str:
+    """A setting's report as text lines."""
+    if r["setting"] == "training":
+        return (f"training, one bundled-size member, minibatch 128, {r['threads']} threads: "
+                + ", ".join(f"{k} {v:.2f} steps/s" for k, v in r["train_steps_per_s"].items()))
+    m = r["members"][0]
+    lines = [f"{r['setting']} settings: {r['images']} images, {r['regions_per_image']:.0f} regions/image, "
+             f"{len(r['members'])} members (width {m['width']}, {m['input_size']} px), "
+             f"{r['threads']} threads"
+             + (f"; warps and forwards timed on {r['sampled_regions']} regions/image and scaled"
+                if r["sampled_regions"] else ""),
+             f"  {'stage':<24}{'s/image':>9}{'share':>8}"]
+    total = r["total_s_per_image"]
+    stages = dict(r["stages_s_per_image"])
+    stages["other"] = total - sum(stages.values())
+    for name, sec in stages.items():
+        lines.append(f"  {name:<24}{sec:>9.3f}{100 * sec / total:>7.1f}%")
+    lines.append(f"  {'total':<24}{total:>9.3f}")
+    lines.append(f"  proposals {r['proposals_s_per_image']:.3f} s/image, classification "
+                 f"{r['classification_s_per_image']:.3f} s/image, peak memory {r['peak_memory_mib']:.0f} MiB")
+    for i, rates in enumerate(r["bare_forward_regions_per_s"]):
+        lines.append(f"  bare forward, member {i}: "
+                     + ", ".join(f"{k} {v:,.0f}" for k, v in rates.items()) + " regions/s")
+    lines.append(f"  bare forward of all members over the image's regions (fastest fp32 layout): "
+                 f"{r['bare_forward_s_per_image']:.3f} s/image; total / bare forward = "
+                 f"{r['total_over_bare_forward']:.2f}")
+    return "\n".join(lines)
+
+
+def run_benchmark(paths: list[str], settings: list[str], opts: Options, paper_images: int = 2,
+                  printer=None) -> list[dict]:
+    """Run each setting in its own spawned process over ``paths``; the reports, in order.
+
+    Args:
+        paper_images: images used at the paper setting (its first ones; 0 = all).
+        printer: called with each report's text as soon as it is ready (e.g. ``print``).
+    """
+    unknown = [s for s in settings if s not in SETTINGS]
+    if unknown:
+        raise InputError(f"--settings: unknown {unknown[0]!r} (known: {', '.join(SETTINGS)})")
+    if not paths:
+        raise InputError("no images to time")
+    reports = []
+    for setting in settings:
+        chosen = paths[:paper_images] if setting == "paper" and paper_images > 0 else paths
+        run_opts = dataclasses.replace(opts, paths=tuple(chosen))
+        # A fresh process per setting: its peak memory is its own, not the previous setting's.
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            reports.append(pool.submit(run_setting, setting, run_opts).result())
+        if printer is not None:
+            printer(format_report(reports[-1]))
+    return reports
