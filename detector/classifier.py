@@ -76,7 +76,7 @@ class RegionClassifier(nn.Module):
     def logits_and_features(self, crops: Tensor) -> tuple[Tensor, Tensor]:
         """Eval-mode logits ``[R, K+1]`` and the 5b map pooled to 2x2, ``[R, 4C]``, for box regression.
 
-        The features feed R-CNN's bounding-box regression (METHOD §2.6, there pool5).
+        The features feed R-CNN's bounding-box regression (docs/method.md §2.6; R-CNN used pool5).
         """
         net = self.net
         fmap = net.features(crops.contiguous(memory_format=torch.channels_last))

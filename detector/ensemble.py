@@ -2,7 +2,7 @@
 
 Shape letters: M members, R regions, K classes (+1 for background at index 0), C features.
 GLN §7 averaged softmax probabilities over models (and crops); the detection paper does not say
-how its six models were combined, so we do the same (METHOD §1.1, §1.5).
+how its six models were combined, so we do the same (docs/method.md §1.1, §1.5).
 """
 from __future__ import annotations
 

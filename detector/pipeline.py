@@ -1,4 +1,4 @@
-"""The detector, stage by stage (GLN §8 on R-CNN's pipeline, METHOD §1.1 and §2).
+"""The detector, stage by stage (GLN §8 on R-CNN's pipeline, docs/method.md §1.1 and §2).
 
 Data flow for one image (shape letters: R proposals, M members, K classes, S warped size)::
 

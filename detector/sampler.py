@@ -1,4 +1,4 @@
-"""R-CNN's foreground/background minibatch sampler (METHOD §2.3).
+"""R-CNN's foreground/background minibatch sampler (docs/method.md §2.3).
 
 Shape letters: P proposals, G ground-truth boxes, N = G + P candidate windows of an image.
 Every window (the GT boxes themselves plus the cached proposals) is labelled once by its

@@ -1,4 +1,4 @@
-"""R-CNN's region warp (METHOD §2.2): every proposal becomes an S×S crop with context.
+"""R-CNN's region warp (docs/method.md §2.2): every proposal becomes an S×S crop with context.
 
 Shape letters: R regions, S the warped size, H×W the image. Boxes are xyxy float32 in image
 pixels (continuous; pixel ``i`` covers ``[i, i + 1)``).

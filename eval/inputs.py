@@ -6,7 +6,8 @@ Shape letters: D detections, N images. Boxes are xyxy float (see :mod:`core.boxe
   (then each image's own order), the order a devkit file written image by image would have.
 * :func:`match_paths` finds the dataset image of a path that a tool wrote (``tools/detect.py``
   and ``tools/propose.py`` record the image path as given on their command line).
-* :func:`read_detect_json` / :func:`read_propose_json` read those two tools' JSON outputs.
+* :func:`detect_record` / :func:`propose_record` write one record of those two tools' JSON outputs
+  and :func:`read_detect_json` / :func:`read_propose_json` read them: each format is defined here once.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from core.formats.coco import load_json
 from core.structures import DetectionDataset, Detections
 
 __all__ = ["FlatDetections", "flatten_detections", "match_paths", "file_stem", "load_json",
-           "read_detect_json", "read_propose_json"]
+           "detect_record", "propose_record", "read_detect_json", "read_propose_json"]
 
 
 @dataclass
@@ -131,6 +132,29 @@ def _detection(path, where: str, det, class_index: dict) -> tuple[list[float], f
     if name not in class_index:
         raise InputError(f"{path}: {where}: unknown category {name!r}")
     return _box(path, where, det["box"]), float(score), class_index[name]
+
+
+def detect_record(image: str, size: tuple[int, int], dets: Detections, classes: list[str]) -> dict:
+    """One record of ``tools/detect.py --json`` (read back by :func:`read_detect_json`).
+
+    Args:
+        image: the path as given on the command line. size: the image's (width, height).
+        dets: boxes xyxy in that image's pixels, labels indexing ``classes``.
+    """
+    return {"image": image, "width": int(size[0]), "height": int(size[1]),
+            "detections": [{"box": [float(v) for v in box], "score": float(score), "label": int(label),
+                            "category": classes[label]}
+                           for box, score, label in zip(dets.boxes, dets.scores, dets.labels)]}
+
+
+def propose_record(image: str, boxes: np.ndarray, seconds: float) -> dict:
+    """One record of ``tools/propose.py --json`` (read back by :func:`read_propose_json`).
+
+    Args:
+        boxes: ``[R, 4]`` xyxy in the image's pixels, rank order (rounded to 1e-3: float32 noise off).
+    """
+    rounded = np.round(np.asarray(boxes, np.float64).reshape(-1, 4), 3).tolist()
+    return {"image": image, "boxes": rounded, "seconds": round(float(seconds), 6)}
 
 
 def read_detect_json(path, dataset: DetectionDataset, by_stem: bool = False) -> dict[int, Detections]:

@@ -40,11 +40,11 @@ from core.draw import draw_detections, save_image
 from core.errors import InputError
 from core.image import list_images
 from core.io import write_json
-from core.structures import Detections
 from detector.api import Detector
 from detector.config import DetectSchema
 from detector.pipeline import build_detector_proposer
 from detector.prefetch import Prefetched, failure, prefetch
+from eval.inputs import detect_record
 from proposals.build import METHODS
 
 log = logging.getLogger("detect")
@@ -77,14 +77,6 @@ def resolve_weights(weights: str | None) -> str:
     return str(BUNDLED)
 
 
-def record(image: str, size: tuple[int, int], dets: Detections, classes: list[str]) -> dict:
-    """The JSON entry of one image of ``size`` (width, height)."""
-    return {"image": image, "width": int(size[0]), "height": int(size[1]),
-            "detections": [{"box": [float(v) for v in box], "score": float(score), "label": int(label),
-                            "category": classes[label]}
-                           for box, score, label in zip(dets.boxes, dets.scores, dets.labels)]}
-
-
 def format_line(image: str, det: dict) -> str:
     box = ", ".join(f"{v:.1f}" for v in det["box"])
     return f"{image} {det['category']} {det['score']:.4f} [{box}]"
@@ -103,11 +95,11 @@ def report(item: Prefetched, detector: Detector, out: str | None, draw_threshold
     image = item.image
     dets = detector.detect_proposals(image.pixels, item.proposals)
     full = dataclasses.replace(dets, boxes=image.to_full(dets.boxes))  # boxes in the file's pixels
-    entry = record(item.path, image.full_size, full, detector.classes)
+    entry = detect_record(item.path, image.full_size, full, detector.classes)
     for det in entry["detections"]:
         tqdm.write(format_line(item.path, det))  # keeps the progress bar intact on a terminal
     if out:  # drawn on the (possibly reduced) decoded pixels, so with the boxes in those pixels
-        shown = record(item.path, image.pixels.shape[1::-1], dets, detector.classes)
+        shown = detect_record(item.path, image.pixels.shape[1::-1], dets, detector.classes)
         draw(image.pixels, shown, os.path.join(out, Path(item.path).stem + ".png"), draw_threshold)
     return entry
 

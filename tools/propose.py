@@ -17,7 +17,6 @@ import logging
 import sys
 import time
 
-import numpy as np
 from tqdm import tqdm
 
 import core.cli
@@ -25,6 +24,7 @@ from core.config import add_config_args, load_config, save_run_config
 from core.errors import InputError
 from core.image import WORK_PIXELS, ImageError, list_images, load_image
 from core.io import write_json
+from eval.inputs import propose_record
 from proposals.build import METHODS, ProposalsConfig, build_proposer
 
 log = logging.getLogger("propose")
@@ -48,9 +48,8 @@ def propose_one(path: str, proposer) -> dict:
     start = time.perf_counter()
     proposals = proposer(image.pixels)
     seconds = time.perf_counter() - start
-    boxes = np.round(image.to_full(proposals.boxes).astype(np.float64), 3).tolist()  # float32 noise off
     log.info("%s: %d proposals in %.3f s", path, len(proposals), seconds)
-    return {"image": path, "boxes": boxes, "seconds": round(seconds, 6)}
+    return propose_record(path, image.to_full(proposals.boxes), seconds)
 
 
 def main(argv=None) -> int:
