@@ -2,7 +2,7 @@
 
     python tools/detect.py IMAGE_OR_FOLDER [...] [--out DIR] [--json FILE] [--weights PATH]
         [--proposals ss|ss2x|multibox|merged] [--draw-threshold 0.3] [--device cpu] [--config FILE]
-        [--prefetch 2] [--set detector.KEY=VALUE]
+        [--prefetch N] [--set detector.KEY=VALUE]
 
 --weights is a folder holding member_*.pt (and multibox.pt for MultiBox proposals) or a single
 member checkpoint (multibox.pt is then looked up beside it); without it the bundled model in
@@ -16,9 +16,10 @@ DIR/<stem>.png with the boxes scoring at least --draw-threshold drawn (default 0
 lines and the JSON keep every detection, as detectron2's demo does). An image that cannot be
 read or processed gets one stderr line naming it and the reason; the others are still
 processed; the exit code is then 1 (0 when every image was processed, 2 for bad arguments,
-weights or config). Over several images a worker process loads the next --prefetch images and
-computes their proposals while this one classifies (0: everything in this process); the output
-is the same, in the same order. `--set detector.dtype=bfloat16` runs the networks in bfloat16 and
+weights or config). With --prefetch N a worker process loads the next N images and computes
+their proposals while this one classifies; the output is the same, in the same order. It is off
+by default: on a 2-core CPU the worker's start and its competition for the cores cost more than
+the overlap gains (see the README's Speed section); it pays where cores are spare. `--set detector.dtype=bfloat16` runs the networks in bfloat16 and
 `--set detector.cascade_top=N` lets member 0 pick the N regions the others score (both opt-in;
 see the README's Speed section for what they cost in mAP).
 """
@@ -61,8 +62,9 @@ def parse_args(argv):
     p.add_argument("--draw-threshold", type=float, default=0.3,
                    help="draw only detections scoring at least this in --out pictures (default 0.3)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--prefetch", type=int, default=2,
-                   help="images whose proposals a worker process computes ahead (0: none, in this process)")
+    p.add_argument("--prefetch", type=int, default=0,
+                   help="images whose proposals a worker process computes ahead (default 0: none, "
+                        "all in this process)")
     add_config_args(p)
     return p.parse_args(argv)
 
