@@ -24,6 +24,7 @@ from detector.config import DetectorConfig
 from detector.dataset_run import FixedProposer, run_detector
 from detector.pipeline import detect, member_paths, multibox_path
 from eval.api import evaluate
+from eval.errors import MAIN_ERRORS, tide_errors
 from eval.recall import proposal_recall
 from proposals.build import METHODS, build_proposer, proposer_key
 from proposals.cache import dataset_proposals, image_digest
@@ -102,9 +103,19 @@ def time_classification(members, cfg: DetectorConfig, images, proposals) -> floa
 
 
 def score(dataset, dets) -> dict:
+    """ILSVRC mAP, COCO AP and AP50, and TIDE's dAP of each main error (AP points), so that every
+    change shows which error it moved."""
     ilsvrc = evaluate(dataset, dets, "ilsvrc")
     coco = evaluate(dataset, dets, "coco")
-    return {"mAP": ilsvrc.mAP, "coco_AP": coco.stats["AP"], "coco_AP50": coco.stats["AP50"]}
+    errors = tide_errors(dataset, dets)
+    return {"mAP": ilsvrc.mAP, "coco_AP": coco.stats["AP"], "coco_AP50": coco.stats["AP50"],
+            "dAP": {k: float(errors.dap[k]) for k in MAIN_ERRORS}}
+
+
+def _dap_cells(row: dict) -> str:
+    """The row's dAP columns; "-" for a row measured before they existed."""
+    dap = row.get("dAP") or {}
+    return " | ".join(f"{dap[k]:.1f}" if k in dap else "-" for k in MAIN_ERRORS)
 
 
 def detector_rows(dataset, members, proposals, images, proposal_seconds, done: dict,
@@ -185,10 +196,12 @@ def markdown(rows, props, dets, base, command: str, n_images: int, reused: list[
     lines += [f"| {m} | {r['per_image']:.0f} | {_pct(r['coverage'])} | {_pct(r['recall@0.7'])} | {r['abo']:.3f} "
               f"| {r['seconds']:.2f} |"
               for m, r in props.items()]
-    lines += ["", "| detector | mAP (ILSVRC rules) | COCO AP | COCO AP50 | s/image |", "|---|---|---|---|---|"]
+    dap_head = " | ".join(f"dAP {k}" for k in MAIN_ERRORS)
+    lines += ["", f"| detector | mAP (ILSVRC rules) | COCO AP | COCO AP50 | s/image | {dap_head} |",
+              "|---|---|---|---|---|" + "---|" * len(MAIN_ERRORS)]
     table = dict(dets, **({"Faster R-CNN MobileNetV3-FPN (baseline)": base} if base else {}))
-    lines += [f"| {n} | {_pct(r['mAP'])} | {_pct(r['coco_AP'])} | {_pct(r['coco_AP50'])} | {r['seconds']:.2f} |"
-              for n, r in table.items()]
+    lines += [f"| {n} | {_pct(r['mAP'])} | {_pct(r['coco_AP'])} | {_pct(r['coco_AP50'])} | {r['seconds']:.2f} "
+              f"| {_dap_cells(r)} |" for n, r in table.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -21,9 +21,12 @@ def test_claims_follow_the_measurements():
     assert table["3. single model mAP: ss -> merged proposals"].endswith("(+2.0)")
     assert table["5. + R-CNN bounding-box regression (mAP)"] == "no regressors in the weights"
     text = rep.markdown(claims, props, detectors, dets(0.1), "python tools/replicate.py", 3)
-    assert "| ensemble, merged | 40.0% | 20.0% | 40.0% | 1.50 |" in text
+    assert "| ensemble, merged | 40.0% | 20.0% | 40.0% | 1.50 | - | - | - | - | - | - |" in text  # measured before dAP
     assert "Faster R-CNN MobileNetV3-FPN (baseline) | 10.0%" in text
     assert "| ss2x | 500 | 79.0% | 39.5% | 0.700 | 0.30 |" in text
+    detectors["single, ss"]["dAP"] = {"cls": 12.0, "loc": 3.0, "both": 1.5, "dupe": 0.0, "bkg": 1.0, "miss": 4.0}
+    text = rep.markdown(claims, props, detectors, None, "python tools/replicate.py", 3)
+    assert "| single, ss | 30.0% | 15.0% | 30.0% | 1.50 | 12.0 | 3.0 | 1.5 | 0.0 | 1.0 | 4.0 |" in text
 
 
 def test_resume_keeps_rows_only_for_the_same_key(tmp_path):
