@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -19,26 +18,26 @@ import time
 import numpy as np
 
 from core.checkpoint import git_commit
+from core.digest import sha256_bytes, sha256_file
 from core.image import load_image
 from detector.config import DetectorConfig
 from detector.dataset_run import FixedProposer, run_detector
-from detector.pipeline import detect, member_paths, multibox_path
+from detector.pipeline import detect, multibox_path, weights_files
 from eval.api import evaluate
 from eval.errors import MAIN_ERRORS, tide_errors
 from eval.recall import proposal_recall
 from proposals.build import METHODS, build_proposer, proposer_key
-from proposals.cache import dataset_proposals, image_digest
+from proposals.cache import dataset_proposals
 
 log = logging.getLogger(__name__)
 
 
 def run_key(dataset, weights: str, val: str) -> dict:
     """What a measured row depends on: the val images, their annotations and the weights (by content)."""
-    files = member_paths(weights) + [p for p in [multibox_path(weights)] if p]
-    images = "".join(image_digest(os.path.join(dataset.image_root, a.file_name)) for a in dataset.images)
-    return {"images": hashlib.sha256(images.encode()).hexdigest(), "count": len(dataset.images),
-            "annotations": image_digest(os.path.join(val, "annotations.json")),
-            "weights": {os.path.basename(f): image_digest(f) for f in files}}
+    images = "".join(sha256_file(os.path.join(dataset.image_root, a.file_name)) for a in dataset.images)
+    return {"images": sha256_bytes(images.encode()), "count": len(dataset.images),
+            "annotations": sha256_file(os.path.join(val, "annotations.json")),
+            "weights": {os.path.basename(f): sha256_file(f) for f in weights_files(weights)}}
 
 
 def previous_rows(out: str, key: dict) -> dict:

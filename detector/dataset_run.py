@@ -11,8 +11,6 @@ no earlier run finished (:func:`run_images`).
 """
 from __future__ import annotations
 
-import glob
-import hashlib
 import json
 import logging
 import os
@@ -23,14 +21,13 @@ import numpy as np
 from tqdm import tqdm
 
 from core.image import load_image
-from core.digest import sha256_bytes
+from core.digest import sha256_bytes, sha256_file
 from core.store import read_arrays, write_arrays
 from core.structures import DetectionDataset, Detections
 from detector.classifier import RegionClassifier
 from detector.config import DetectorConfig
-from detector.pipeline import detect
+from detector.pipeline import detect, weights_files
 from proposals.base import Proposals, Proposer
-from proposals.cache import image_digest
 
 log = logging.getLogger(__name__)
 
@@ -121,21 +118,7 @@ RESULT_FORMAT = 1  # bump when an entry's arrays or their meaning change
 
 def files_digest(paths: list[str]) -> str:
     """sha256 over the names (base names) and bytes of ``paths``, in the order given."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(os.path.basename(path).encode() + b"\0" + image_digest(path).encode())
-    return digest.hexdigest()
-
-
-def weights_files(weights: str) -> list[str]:
-    """The files whose bytes decide a run's detections: the member checkpoints a ``--weights``
-    path names and the ``multibox.pt`` beside them (when there is one)."""
-    if os.path.isfile(weights):
-        folder, members = os.path.dirname(os.path.abspath(weights)), [weights]
-    else:
-        folder, members = weights, sorted(glob.glob(os.path.join(weights, "member_*.pt")))
-    multibox = os.path.join(folder, "multibox.pt")
-    return members + ([multibox] if os.path.isfile(multibox) else [])
+    return sha256_bytes(b"".join(os.path.basename(p).encode() + b"\0" + sha256_file(p).encode() for p in paths))
 
 
 def run_key(weights: str, settings: dict) -> dict:
@@ -159,7 +142,7 @@ class ResultStore:
 
     def entry(self, image_path: str) -> tuple[str, str]:
         """(entry path, key text) of an image."""
-        text = json.dumps({"image_sha256": image_digest(image_path), **self.key}, sort_keys=True, default=str)
+        text = json.dumps({"image_sha256": sha256_file(image_path), **self.key}, sort_keys=True, default=str)
         return os.path.join(self.folder, sha256_bytes(text.encode()) + ".entry"), text
 
     def save(self, image_path: str, dets: Detections) -> None:

@@ -138,6 +138,13 @@ def multibox_path(weights: str) -> str | None:
     return path if os.path.isfile(path) else None
 
 
+def weights_files(weights: str) -> list[str]:
+    """Every file whose bytes decide the detections of a ``--weights`` path: its member
+    checkpoints (:func:`member_paths`) and the ``multibox.pt`` beside them, if there is one."""
+    mb = multibox_path(weights)
+    return member_paths(weights) + ([mb] if mb else [])
+
+
 def load_members(weights: str, device="cpu") -> list[RegionClassifier]:
     """Load every member a weights path names (eval mode, on ``device``); classes must agree."""
     members: list[RegionClassifier] = []

@@ -33,11 +33,6 @@ CACHE_FORMAT = 2  # bump when the file layout or the meaning of its arrays chang
 ENTRY_SUFFIX = ".entry"
 
 
-def image_digest(path) -> str:
-    """sha256 hex of the image file's bytes."""
-    return sha256_file(path)
-
-
 def cache_key(digest: str, key_params: dict) -> str:
     """The entry name for an image digest and the proposer's parameters (JSON-able)."""
     text = json.dumps({"format": CACHE_FORMAT, "image": digest, "params": key_params},
@@ -135,7 +130,7 @@ def dataset_proposals(dataset: DetectionDataset, proposer_factory: Callable[[], 
     todo: list[tuple[int, str, str, str]] = []
     for ann in dataset.images:
         path = os.path.join(dataset.image_root, ann.file_name)
-        key = cache_key(image_digest(path), key_params)
+        key = cache_key(sha256_file(path), key_params)
         entry = entry_path(cache_dir, key)
         cached = load_proposals(entry, key)
         if cached is None:

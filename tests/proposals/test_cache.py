@@ -7,7 +7,8 @@ import pytest
 from core.structures import DetectionDataset, ImageAnnotations
 from proposals.base import Proposals
 from proposals.build import build_proposer, ProposalsConfig, proposer_key
-from proposals.cache import cache_key, dataset_proposals, image_digest
+from core.digest import sha256_file
+from proposals.cache import cache_key, dataset_proposals
 from proposals.selective_search import preset
 
 CALLS: list[str] = []
@@ -135,9 +136,9 @@ def test_unreadable_entry_is_recomputed(split, tmp_path, caplog):
 
 
 def test_key_depends_on_image_and_params(split):
-    digest = image_digest(split / "images" / "000.png")
+    digest = sha256_file(split / "images" / "000.png")
     assert cache_key(digest, {"a": 1}) != cache_key(digest, {"a": 2})
-    assert cache_key(digest, {"a": 1}) != cache_key(image_digest(split / "images" / "001.png"), {"a": 1})
+    assert cache_key(digest, {"a": 1}) != cache_key(sha256_file(split / "images" / "001.png"), {"a": 1})
     cfg = ProposalsConfig()
     small = ProposalsConfig(ss=preset("ss", min_box_size=10))
     assert proposer_key("ss", cfg) != proposer_key("ss", small)
