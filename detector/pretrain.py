@@ -70,7 +70,7 @@ class StreamConfig:
 class PretrainConfig:
     """The optimisation: SGD with momentum, linear warm-up, cosine decay over all steps."""
 
-    epochs: int = 16
+    epochs: int = 8
     steps_per_epoch: int = 250  # an "epoch" of an endless stream: how often to evaluate and save
     lr: float = 0.02
     momentum: float = 0.9
@@ -246,8 +246,9 @@ def pretrain_recipe(model: RegionClassifier, stream: CropStream, cfg: PretrainCo
             group["lr"] = learning_rate(cfg, state.iteration)
         return {"loss": train_step(model, optimizer, *batch, cfg.aux_weight)}
 
+    # save_every: a run killed mid-epoch loses at most 50 steps (the stream resumes at any step)
     recipe = Recipe(cfg.epochs, batches, step, save, evaluate, seed=cfg.seed,
-                    steps_per_epoch=cfg.steps_per_epoch, name="pretrain")
+                    steps_per_epoch=cfg.steps_per_epoch, save_every=50, name="pretrain")
     return recipe, optimizer
 
 

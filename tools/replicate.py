@@ -7,7 +7,8 @@ For each claim of GLN §8 it prints the paper's figure beside ours and writes OU
 table, the command, date and commit) and OUT.json (every number). Proposals come from the
 proposal cache (``--cache-dir``); seconds per image are measured live on the first
 ``--timing-images`` images in this process: proposals (selective search, MultiBox) plus region
-classification, everything after the image is decoded.
+classification, everything after the image is decoded. With more than one member it adds a
+leave-one-out row per member: the ensemble's mAP without it, i.e. what that member adds.
 
 OUT.json is rewritten after every row, so ``--resume`` after an interruption (or to add the
 baseline's row later) reuses the rows measured with the same val images and weights.
@@ -21,7 +22,7 @@ import sys
 import torch
 
 from bench.replicate import (all_proposals, baseline_row, claim_rows, detector_rows, images_for_timing,
-                             markdown, measure_proposals, previous_rows, run_key)
+                             leave_one_out_rows, markdown, measure_proposals, previous_rows, run_key)
 from core.cli import run
 from core.formats.coco import read_split
 from core.io import write_json, write_text
@@ -62,6 +63,8 @@ def main(argv=None) -> int:
     seconds = {m: r["seconds"] for m, r in props.items()}
     dets = detector_rows(dataset, members, proposals, images, seconds, done.get("detectors", {}),
                          lambda rows: save(proposals=props, detectors=rows))
+    dets.update(leave_one_out_rows(dataset, members, proposals, done.get("detectors", {}),
+                                   lambda rows: save(proposals=props, detectors={**dets, **rows})))
     base = baseline_row(dataset, args.baseline, images) if args.baseline else None
     rows = claim_rows(props, dets, base)
     command = "python tools/replicate.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -4,9 +4,11 @@
 #     bash tools/train_bundled.sh            # every step resumes: re-run it after an interruption
 #
 # Steps: generate the train split (seed 1) and a val split (seed 2, never used for training);
-# train MultiBox (tools/train_multibox.py); train the six region classifiers (tools/train.py,
-# members 0..5, each with its own seed, context padding and crop jitter); export slim fp16
-# copies with their configs, class names and the commit they were trained from to assets/model/.
+# pretrain a region classifier on rendered crops (tools/pretrain.py, while the train and val
+# proposals fill the cache); train MultiBox from its trunk (tools/train_multibox.py --pretrained);
+# fine-tune the six region classifiers from it (tools/train.py --pretrained, members 0..5, each with
+# its own seed, context padding and crop jitter); export slim fp16 copies with their configs, class
+# names and the commit they were trained from to assets/model/.
 # Environment: PY (python), DATA (split folder root), RUNS (training outputs),
 # TRAIN_IMAGES / VAL_IMAGES (split sizes), JOBS (members trained side by side, default 2: one per
 # core here), THREADS (torch threads per job), SETS (extra --set overrides for every member, e.g.
@@ -29,21 +31,27 @@ split() {  # split NAME IMAGES SEED
 split train "$TRAIN_IMAGES" 1
 split val "$VAL_IMAGES" 2
 
+# The train/val proposals once (one process), side by side with the pretraining.
+"$PY" tools/train.py --config configs/detector.yaml --member 0 --out "$RUNS/detector" --proposals-only \
+    --set "data.train=$DATA/train" --set "data.val=$DATA/val" --set data.workers=1 &
+proposals=$!
+OMP_NUM_THREADS=$((${THREADS:-1} * JOBS)) "$PY" tools/pretrain.py --config configs/pretrain.yaml \
+    --out "$RUNS/pretrain" --resume
+wait "$proposals"
+PRETRAINED="$RUNS/pretrain/pretrain.pt"
+
 "$PY" tools/train_multibox.py --config configs/multibox.yaml --train "$DATA/train" --val "$DATA/val" \
-    --out "$RUNS/multibox" --resume
+    --out "$RUNS/multibox" --resume --pretrained "$PRETRAINED"
 mkdir -p assets/model
 "$PY" tools/export_multibox.py "$RUNS/multibox/checkpoint.pt" assets/model/multibox.pt
 
 overrides=(--set "data.train=$DATA/train" --set "data.val=$DATA/val"
-           --set "data.multibox_weights=assets/model/multibox.pt")
+           --set "data.multibox_weights=assets/model/multibox.pt" --pretrained "$PRETRAINED")
 for extra in ${SETS:-}; do overrides+=(--set "$extra"); done
 member() {  # member I: train (or resume) member I and export it
     "$PY" tools/train.py --config configs/detector.yaml --member "$1" --out "$RUNS/detector" \
         --resume "${overrides[@]}" --export "assets/model/member_$1.pt"
 }
-# The train/val proposals once, in JOBS processes, so members side by side do not both compute them.
-"$PY" tools/train.py --config configs/detector.yaml --member 0 --out "$RUNS/detector" --proposals-only \
-    "${overrides[@]}" --set "data.workers=$JOBS"
 if [ "$JOBS" -le 1 ]; then
     for m in 0 1 2 3 4 5; do member "$m"; done
 else  # JOBS at a time, each logging to its own file; a failed member stops the script

@@ -27,6 +27,11 @@ def test_claims_follow_the_measurements():
     detectors["single, ss"]["dAP"] = {"cls": 12.0, "loc": 3.0, "both": 1.5, "dupe": 0.0, "bkg": 1.0, "miss": 4.0}
     text = rep.markdown(claims, props, detectors, None, "python tools/replicate.py", 3)
     assert "| single, ss | 30.0% | 15.0% | 30.0% | 1.50 | 12.0 | 3.0 | 1.5 | 0.0 | 1.0 | 4.0 |" in text
+    detectors["ensemble without member 3"] = {k: v for k, v in dets(0.37).items() if k != "seconds"}
+    claims = rep.claim_rows(props, detectors, None)
+    assert ("7. ensemble without member 3 (mAP; what it adds)", "not reported", "37.0% (+3.0)") in claims
+    text = rep.markdown(claims, props, detectors, None, "python tools/replicate.py", 3)
+    assert "| ensemble without member 3 | 37.0% | 18.5% | 37.0% | - |" in text
 
 
 def test_resume_keeps_rows_only_for_the_same_key(tmp_path):
