@@ -13,7 +13,8 @@ depends only on the list, the rank and the world size) and each rank takes
 
 Training (DistributedDataParallel) splits every global minibatch instead: each rank takes a
 contiguous :func:`block` of it, :func:`ddp_model` wraps the network (its BatchNorm layers
-synchronised, so batch statistics are those of the global minibatch), and the trainers weight
+synchronised, so batch statistics are those of the global minibatch; its dropout masks the
+global minibatch's rows, see :class:`BlockDropout`), and the trainers weight
 each rank's loss so that DDP's average of the ranks' gradients is the gradient of the global
 minibatch; :func:`mean_over_ranks` and :func:`sum_over_ranks` give every rank the minibatch's
 numbers, :func:`on_main` runs a step (validation) on rank 0 and hands its result to all.
@@ -268,6 +269,46 @@ class CpuSyncBatchNorm(nn.BatchNorm2d):
         self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)
 
 
+_MINIBATCH: list[int] = []  # the global minibatch's size while a rank's share of it is stepped
+
+
+@contextmanager
+def global_minibatch(total: int) -> Iterator[None]:
+    """Within the block, the module's input is this rank's :func:`block` of a minibatch of
+    ``total`` samples (what :class:`BlockDropout` needs to draw the minibatch's masks)."""
+    _MINIBATCH.append(total)
+    try:
+        yield
+    finally:
+        _MINIBATCH.pop()
+
+
+class BlockDropout(nn.Dropout):
+    """Dropout whose mask is this rank's rows of the mask one process would draw for the whole
+    minibatch, so ranks and one process train alike with dropout too.
+
+    ``F.dropout`` on a CPU tensor fills an empty tensor like its input with ``bernoulli_(1 - p)``
+    (one draw from the global generator, which the engine seeds per epoch identically on every
+    rank); this layer draws that tensor for the whole minibatch (``[total · m, ...]`` for a rank
+    input ``[n · m, ...]``, samples outermost) and keeps the rows of this rank's block. Outside
+    :func:`global_minibatch`, in eval mode or without a process group it is ``nn.Dropout``.
+    (On CUDA ``F.dropout`` draws differently, so there the ranks agree with each other for any
+    rank count, not with one process.)
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and _MINIBATCH and ranks() > 1 and 0 < self.p < 1):
+            return super().forward(x)
+        total = _MINIBATCH[-1]
+        share = block(total, World(dist.get_rank(), ranks()))
+        n = share.stop - share.start
+        per = x.shape[0] // n if n else 0  # rows per sample (e.g. one per prior)
+        if n == 0 or per * n != x.shape[0]:
+            raise ValueError(f"BlockDropout: input of {x.shape[0]} rows is not {n} samples of a block")
+        noise = torch.empty((total * per, *x.shape[1:]), dtype=x.dtype, device=x.device).bernoulli_(1 - self.p)
+        return x * noise[share.start * per:share.stop * per].div_(1 - self.p)
+
+
 def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
     """``module`` with every ``nn.BatchNorm2d`` replaced by a :class:`CpuSyncBatchNorm` holding the
     same parameter and buffer objects (an optimizer built before keeps working)."""
@@ -282,12 +323,23 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
+def convert_block_dropout(module: nn.Module) -> nn.Module:
+    """``module`` with every ``nn.Dropout`` replaced by a :class:`BlockDropout` of the same rate."""
+    for name, child in module.named_children():
+        if type(child) is nn.Dropout:
+            module.add_module(name, BlockDropout(child.p, child.inplace).train(child.training))
+        else:
+            convert_block_dropout(child)
+    return module
+
+
 def ddp_model(model: nn.Module, world: World, device: str = "cpu") -> nn.Module:
     """``model`` ready for one rank's steps: itself in a world of one; under torchrun (process
     group joined) wrapped in ``DistributedDataParallel`` with synchronised BatchNorm
-    (``torch.nn.SyncBatchNorm`` on CUDA, :class:`CpuSyncBatchNorm` otherwise). The layers are
-    converted in place, keeping their parameters, so ``model`` itself stays usable for
-    validation and checkpoints; DDP starts every rank from rank 0's weights.
+    (``torch.nn.SyncBatchNorm`` on CUDA, :class:`CpuSyncBatchNorm` otherwise) and
+    :class:`BlockDropout` (steps run inside :func:`global_minibatch`). The layers are converted
+    in place, keeping their parameters, so ``model`` itself stays usable for validation and
+    checkpoints; DDP starts every rank from rank 0's weights.
     """
     if world.size == 1:
         return model
@@ -298,6 +350,7 @@ def ddp_model(model: nn.Module, world: World, device: str = "cpu") -> nn.Module:
         nn.SyncBatchNorm.convert_sync_batchnorm(model)
     else:
         convert_sync_batchnorm(model)
+    convert_block_dropout(model)
     # Synchronised BatchNorm keeps the running statistics equal on every rank: buffers are synced
     # when wrapping (rank 0's), not before every forward.
     return nn.parallel.DistributedDataParallel(model, device_ids=[world.local_rank] if cuda else None,

@@ -10,11 +10,11 @@ resumed run equals an uninterrupted one.
 
 Under torchrun every rank draws the same minibatches and warps a contiguous block of each one's
 regions (:func:`core.distributed.block`; its crop jitter is drawn for the whole minibatch first);
-the network runs under DistributedDataParallel with synchronised BatchNorm, and each rank's loss
-is its regions' summed loss over the minibatch's region count times the ranks, so DDP's
-average gradient is the minibatch's. With dropout 0 the losses equal one process's within float
-tolerance; dropout masks are drawn per rank, so with dropout they agree only in distribution.
-Validation runs on rank 0 (:func:`core.engine.fit`).
+the network runs under DistributedDataParallel with synchronised BatchNorm and dropout masks cut
+from the whole minibatch's (:class:`core.distributed.BlockDropout`), and each rank's loss is its
+regions' summed loss over the minibatch's region count times the ranks, so DDP's average
+gradient is the minibatch's: the losses equal one process's within float tolerance. Validation
+runs on rank 0 (:func:`core.engine.fit`).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.distributed import World, block, ddp_model, mean_over_ranks, ranks
+from core.distributed import World, block, ddp_model, global_minibatch, mean_over_ranks, ranks
 from core.engine import Recipe, TrainState, epoch_generator, train_one_epoch
 from core.engine import fit as run_engine
 from core.engine import resume as engine_resume
@@ -124,8 +124,12 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, crops: 
     """
     model.train()
     model.to(memory_format=torch.channels_last)
-    per = None if total is None else total / ranks()
-    loss = region_loss(model(crops.contiguous(memory_format=torch.channels_last)), labels, aux_weight, per)
+    if total is None:
+        loss = region_loss(model(crops.contiguous(memory_format=torch.channels_last)), labels, aux_weight)
+    else:
+        with global_minibatch(total):  # dropout masks: this rank's rows of the minibatch's
+            outputs = model(crops.contiguous(memory_format=torch.channels_last))
+        loss = region_loss(outputs, labels, aux_weight, total / ranks())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

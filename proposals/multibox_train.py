@@ -17,6 +17,7 @@ to the image (0..1 on each axis), as inside the network.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from core.config import AT_LEAST_ONE, COUNT, POSITIVE, check_ranges
-from core.distributed import World, block, ddp_model, mean_over_ranks, ranks, sum_over_ranks
+from core.distributed import World, block, ddp_model, global_minibatch, mean_over_ranks, ranks, sum_over_ranks
 from core.engine import Recipe, TrainState, epoch_generator
 from core.engine import resume as engine_resume
 from core.image import load_image
@@ -131,17 +132,18 @@ def hflip(images: Tensor, targets: list[Tensor], flip: Tensor) -> tuple[Tensor, 
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: Tensor,
-               targets: list[Tensor], priors: Tensor, cfg: MultiBoxConfig) -> dict[str, float]:
+               targets: list[Tensor], priors: Tensor, cfg: MultiBoxConfig, total: int | None = None) -> dict[str, float]:
     """One optimisation step on uint8 images ``[B, 3, S, S]`` with normalised GT boxes; returns the loss parts.
 
     Under torchrun ``model`` is the network in DistributedDataParallel and the batch this rank's
-    share; the parts returned are the whole batch's, on every rank. Model and batch run in
-    channels-last layout (NHWC), in which CPU convolutions are faster.
+    block of a batch of ``total`` images; the parts returned are the whole batch's, on every
+    rank. Model and batch run in channels-last layout (NHWC), in which CPU convolutions are faster.
     """
     device = priors.device
     model.train()
     model.to(memory_format=torch.channels_last)
-    offsets, logits = model(normalize(images.to(device)).contiguous(memory_format=torch.channels_last))
+    with global_minibatch(total) if total is not None else contextlib.nullcontext():
+        offsets, logits = model(normalize(images.to(device)).contiguous(memory_format=torch.channels_last))
     loss, parts = multibox_loss(offsets, logits, [t.to(device) for t in targets], priors,
                                 cfg.alpha, cfg.match_iou, cfg.loc_loss)
     optimizer.zero_grad(set_to_none=True)
@@ -177,8 +179,9 @@ def learning_rate(tcfg: MultiBoxTrainConfig, epoch: int) -> float:
 
 def epoch_batches(images: Tensor, targets: list[Tensor], tcfg: MultiBoxTrainConfig, epoch: int,
                   world: World = World()):
-    """The (images, targets) batches of one epoch: an order and flips drawn from ``(seed, epoch)``;
-    in a world of several ranks, this rank's block of each batch."""
+    """The (images, targets, total) batches of one epoch: an order and flips drawn from
+    ``(seed, epoch)``; in a world of several ranks, this rank's block of each batch of ``total``
+    images (``total`` is None in a world of one)."""
     gen = epoch_generator(tcfg.seed, epoch)
     order = torch.randperm(len(images), generator=gen)
     flips = (torch.rand(len(images), generator=gen) < 0.5) & tcfg.flip
@@ -186,8 +189,9 @@ def epoch_batches(images: Tensor, targets: list[Tensor], tcfg: MultiBoxTrainConf
         idx = order[start:start + tcfg.batch_size]
         if len(idx) < 2:  # BatchNorm needs two samples
             continue
+        total = len(idx) if world.size > 1 else None
         idx = idx[block(len(idx), world)]
-        yield hflip(images[idx], [targets[i] for i in idx.tolist()], flips[idx])
+        yield (*hflip(images[idx], [targets[i] for i in idx.tolist()], flips[idx]), total)
 
 
 def multibox_recipe(model: MultiBoxNet, optimizer: torch.optim.Optimizer, images: Tensor,
@@ -207,7 +211,8 @@ def multibox_recipe(model: MultiBoxNet, optimizer: torch.optim.Optimizer, images
     def step(batch, state: TrainState) -> dict[str, float]:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(tcfg, state.epoch)
-        return train_step(net, optimizer, *batch, priors, cfg)
+        images, targets, total = batch
+        return train_step(net, optimizer, images, targets, priors, cfg, total)
 
     return Recipe(tcfg.epochs, lambda state: epoch_batches(images, targets, tcfg, state.epoch, world), step, save,
                   evaluate, seed=tcfg.seed, steps_per_epoch=math.ceil(len(images) / tcfg.batch_size),

@@ -63,7 +63,8 @@ WORKER = """
 import sys, torch, torch.distributed as dist
 import torch.nn.functional as F
 sys.path.insert(0, {root!r}); sys.path.insert(0, {here!r})
-from core.distributed import World, block, ddp_model, mean_over_ranks, on_main, world_from_env
+from core.distributed import (BlockDropout, World, block, ddp_model, global_minibatch, mean_over_ranks,
+                              on_main, world_from_env)
 from test_distributed import batch, small_net
 world = world_from_env()
 dist.init_process_group("gloo")
@@ -74,7 +75,10 @@ share = block(len(y), world)
 # this rank's summed loss over (minibatch size / ranks): DDP's mean gradient is the minibatch's
 loss = F.cross_entropy(net(x[share]), y[share], reduction="sum") / (len(y) / world.size)
 loss.backward()
-out = {{"grads": {{k: p.grad for k, p in model.named_parameters()}},
+torch.manual_seed(7)
+with global_minibatch(len(y)):  # two rows per sample, as a head applied per prior
+    dropped = BlockDropout(0.5)(torch.ones(2 * (share.stop - share.start), 4))
+out = {{"dropped": dropped, "grads": {{k: p.grad for k, p in model.named_parameters()}},
        "buffers": {{k: b for k, b in model.named_buffers()}},
        "loss": mean_over_ranks({{"loss": float(loss)}})["loss"],
        "main": on_main(lambda: world.rank + 10)}}
@@ -112,6 +116,8 @@ def test_two_gloo_ranks_give_one_process_gradient_loss_and_batchnorm_statistics(
     ranks = [torch.load(tmp_path / f"rank{r}", weights_only=True) for r in range(2)]
     exact, single = reference(torch.float64), reference(torch.float32)
     assert [r["main"] for r in ranks] == [10, 10]
+    torch.manual_seed(7)  # the ranks' dropout masks are one process's, cut in blocks
+    assert torch.equal(torch.cat([r["dropped"] for r in ranks]), F.dropout(torch.ones(22, 4), 0.5))
     # the engine: rank 0 alone validates and saves (after each epoch), every rank keeps its rows
     assert (tmp_path / "rankevaluated0").read_text() == "xx" and (tmp_path / "ranksaved0").read_text() == "xx"
     assert not (tmp_path / "rankevaluated1").exists() and not (tmp_path / "ranksaved1").exists()

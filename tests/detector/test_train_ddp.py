@@ -26,13 +26,10 @@ def weights(path) -> dict:
 
 def test_two_ranks_train_like_one_process_write_once_and_resume(kit, tmp_path):
     generate_split(tmp_path / "train", 8, seed=3, cfg=SyntheticConfig(min_long_side=64, max_long_side=96))
-    # Dropout 0 and no auxiliary heads (their dropout is fixed at 70%): each rank draws its own
-    # dropout masks, so only a network without dropout can match one process step for step.
     args = ["--member", "0", "--set", f"data.train={tmp_path / 'train'}", "--set", "data.val=",
             "--set", "data.proposal_method=ss", "--set", "data.workers=0",
             "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "classifier.width=0.125",
             "--set", "classifier.input_size=32", "--set", "classifier.padding=2",
-            "--set", "classifier.dropout=0", "--set", "classifier.aux_logits=false",
             "--set", "sampler.batch_size=32", "--set", "sampler.images_per_batch=8",
             "--set", "train.bbox_regression=false", "--set", "train.warmup_iters=0"]
     args += ["--set", "train.lr=0.001"]

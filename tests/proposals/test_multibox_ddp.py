@@ -17,7 +17,7 @@ def test_two_ranks_give_one_process_losses_and_rank_0_validates(load_tool, tmp_p
     args = ["--train", str(tmp_path / "split"), "--val", str(tmp_path / "split")]
     for setting in ("multibox.width=0.125", "multibox.input_size=32", "multibox.num_priors=8",
                     "multibox.head_channels=8", "multibox.head_grid=1", "multibox.hidden=32",
-                    "multibox.dropout=0", "train.batch_size=4", "train.epochs=2", "train.lr=0.001"):
+                    "multibox.dropout=0.5", "train.batch_size=4", "train.epochs=2", "train.lr=0.001"):
         args += ["--set", setting]
     assert load_tool("train_multibox").main(args + ["--out", str(tmp_path / "one")]) == 0
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -27,7 +27,7 @@ def test_two_ranks_give_one_process_losses_and_rank_0_validates(load_tool, tmp_p
     assert res.returncode == 0, res.stderr[-3000:]
     one, two = [json.loads((tmp_path / d / "history.json").read_text()) for d in ("one", "two")]
     assert [row["matched"] for row in two] == [row["matched"] for row in one]  # the whole batch's matches
-    # measured: epoch 1 within 1e-7 of the loss, epoch 2 (AdamW after 2 steps) within 5e-5
+    # the whole batch's loss and recall on every rank, as one process has them (dropout 0.5 included)
     for key in ("loss", "loc", "conf", "recall@0.5"):
         assert [row[key] for row in two] == pytest.approx([row[key] for row in one], rel=1e-3), key
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["checkpoint.pt", "config.yaml", "history.json"]
