@@ -230,7 +230,7 @@ def _read_state_dict(path) -> dict[str, Tensor]:
     return obj
 
 
-def _classifier_key(key: str) -> bool:
+def classifier_key(key: str) -> bool:
     return key.startswith("fc.") or key.startswith(("aux1.fc2.", "aux2.fc2."))
 
 
@@ -254,7 +254,7 @@ def load_torchvision_googlenet(model: Inception, path, load_classifier: bool = T
     sd = _read_state_dict(path)
     own = model.state_dict()
     aux = ("aux1.", "aux2.")
-    skipped = (lambda key: False) if load_classifier else _classifier_key
+    skipped = (lambda key: False) if load_classifier else classifier_key
     take = {k: v for k, v in sd.items() if not skipped(k) and not (k.startswith(aux) and k not in own)}
     problem = state_mismatch(own, take, optional=lambda k: k.startswith(aux) or skipped(k))
     if problem:

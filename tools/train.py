@@ -19,7 +19,9 @@ DistributedDataParallel: each rank warps its block of every minibatch's regions,
 synchronised, the losses are the global minibatch's; rank 0 validates and writes the files; each
 rank fills its share of the proposal cache; threads are split over the ranks of a machine.
 
---pretrained PATH starts from torchvision's ImageNet GoogLeNet: a state-dict file you have
+--pretrained PATH starts from a network pretrained by tools/pretrain.py on rendered crops (the
+whole network when its classes are the split's, else its trunk; its preprocessing is kept), or
+from torchvision's ImageNet GoogLeNet: a state-dict file you have
 (nothing is downloaded; online, make one with ``torch.save(torchvision.models.googlenet(
 weights="IMAGENET1K_V1").state_dict(), "googlenet.pth")``). It needs ``classifier.width=1.0``;
 the classifier layers are left new (other class count) and the preprocessing becomes the one
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import logging
 import os
 import sys
 
@@ -47,11 +50,14 @@ from detector.checkpoint import save_checkpoint
 from detector.classifier import RegionClassifier
 from detector.config import (BBoxRegressionConfig, ClassifierConfig, DetectorConfig, SamplerConfig,
                              TrainConfig, member_variant)
+from detector.pretrain import load_pretrained, read_pretrained
 from detector.sampler import RegionSampler
 from detector.train import ImageStore, TrainState, fit, make_optimizer, make_validation, resume
 from nets.inception import TORCHVISION_GOOGLENET_MEAN, TORCHVISION_GOOGLENET_STD, load_torchvision_googlenet
 from proposals.build import METHODS, ProposalsConfig, build_proposer, proposer_key
 from proposals.cache import dataset_proposals
+
+log = logging.getLogger("train")
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
@@ -89,7 +95,8 @@ def parse_args(argv):
     p.add_argument("--proposals-only", action="store_true",
                    help="only compute the splits' proposals into the cache (data.workers processes), then stop")
     p.add_argument("--pretrained", metavar="PATH",
-                   help="torchvision GoogLeNet ImageNet state dict to start from (needs classifier.width=1.0)")
+                   help="start from a tools/pretrain.py checkpoint, or from torchvision's GoogLeNet ImageNet "
+                        "state dict (needs classifier.width=1.0)")
     add_config_args(p)
     return p.parse_args(argv)
 
@@ -114,10 +121,12 @@ def member_config(schema: Schema, member: int) -> Schema:
     return dataclasses.replace(schema, classifier=classifier, sampler=sampler, train=train)
 
 
-def pretrained_config(cfg: Schema) -> Schema:
-    """The preprocessing torchvision's GoogLeNet weights were trained with."""
-    classifier = dataclasses.replace(cfg.classifier, mean=TORCHVISION_GOOGLENET_MEAN,
-                                     std=TORCHVISION_GOOGLENET_STD)
+def pretrained_config(cfg: Schema, blob: dict | None) -> Schema:
+    """The preprocessing the pretrained weights were trained with: a pretraining checkpoint's
+    (``blob``), or torchvision's GoogLeNet's (``blob`` None)."""
+    own = blob["config"].get("classifier", {}) if blob is not None else {}
+    classifier = dataclasses.replace(cfg.classifier, mean=tuple(own.get("mean", TORCHVISION_GOOGLENET_MEAN)),
+                                     std=tuple(own.get("std", TORCHVISION_GOOGLENET_STD)))
     return dataclasses.replace(cfg, classifier=classifier)
 
 
@@ -129,8 +138,9 @@ def main(argv=None) -> int:
         args.device = rank_device(world, args.device)
         join_process_group(world, args.device)
     cfg = member_config(load_config(Schema, args.config, args.overrides), args.member)
+    blob = read_pretrained(args.pretrained) if args.pretrained else None
     if args.pretrained:
-        cfg = pretrained_config(cfg)
+        cfg = pretrained_config(cfg, blob)
     torch.manual_seed(cfg.train.seed)
     train_set = read_split(cfg.data.train, cfg.data.max_images)
     val_set = read_split(cfg.data.val) if cfg.data.val else None
@@ -139,7 +149,10 @@ def main(argv=None) -> int:
             split_proposals(dataset, cfg, world)
         return 0
     model = RegionClassifier(train_set.classes, cfg.classifier)
-    if args.pretrained:
+    if blob is not None:
+        log.info("%s: starting from its %s", args.pretrained, load_pretrained(model.net, blob, args.pretrained,
+                                                                               train_set.classes))
+    elif args.pretrained:
         load_torchvision_googlenet(model.net, args.pretrained, load_classifier=False)
     model = model.to(args.device)
     optimizer = make_optimizer(model, cfg.train)

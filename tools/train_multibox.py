@@ -7,7 +7,8 @@ A split folder holds annotations.json (COCO) and images/ (tools/make_synthetic.p
 Writes OUT/config.yaml (the effective config), OUT/checkpoint.pt after every epoch (atomically;
 load it with proposals.multibox.load_multibox) and OUT/history.json (loss and val proposal recall
 per epoch). --resume continues from OUT/checkpoint.pt with the same config (more epochs, another
-val split and the inference settings multibox.nms_iou / top_k may change).
+val split and the inference settings multibox.nms_iou / top_k may change). --pretrained PATH starts
+the trunk from a tools/pretrain.py checkpoint of the same width (its classes are not used).
 
 Under ``torchrun --nproc_per_node N tools/train_multibox.py ...`` (same arguments) the network
 trains with DistributedDataParallel: each rank takes a block of every batch's images (every rank
@@ -31,6 +32,7 @@ from core.engine import fit
 from core.errors import InputError
 from core.formats.coco import read_split
 from core.io import write_json
+from detector.pretrain import load_pretrained, read_pretrained
 from proposals.multibox import (MultiBoxConfig, MultiBoxProposer, build_net, kmeans_priors, load_multibox,
                                 read_checkpoint, save_checkpoint)
 from proposals.multibox_train import MultiBoxTrainConfig, load_split, make_optimizer, multibox_recipe, resume
@@ -91,6 +93,8 @@ def _parse(argv):
     parser.add_argument("--eval-only", action="store_true",
                         help="only log val recall of OUT/checkpoint.pt (e.g. to try --set multibox.nms_iou=...)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--pretrained", metavar="PATH",
+                        help="start the trunk from a tools/pretrain.py checkpoint (same width)")
     add_config_args(parser)
     args = parser.parse_args(argv)
     cfg = load_config(Schema, args.config, args.overrides)
@@ -126,7 +130,13 @@ def main(argv=None) -> int:
     val = read_split(cfg.data.val, tcfg.val_images) if cfg.data.val else None
     val_images, _, val_sizes = load_split(val, mcfg.input_size) if val else (None, None, None)
     ckpt = os.path.join(args.out, "checkpoint.pt")
-    model = build_net(mcfg, _priors(args, cfg, ckpt, train_targets)).to(args.device)
+    model = build_net(mcfg, _priors(args, cfg, ckpt, train_targets))
+    if args.pretrained and not (args.resume and os.path.exists(ckpt)):
+        blob = read_pretrained(args.pretrained)
+        if blob is None:
+            raise InputError(f"{args.pretrained}: not a tools/pretrain.py checkpoint")
+        load_pretrained(model.trunk, blob, args.pretrained)
+    model = model.to(args.device)
     optimizer = make_optimizer(model, tcfg)
     config = config_to_dict(cfg)
     state = resume(ckpt, model, optimizer, config) if args.resume and os.path.exists(ckpt) else None

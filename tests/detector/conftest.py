@@ -104,10 +104,18 @@ def tiny_model(easy_split, tmp_path_factory):
     return model, losses, folder
 
 
+def pretrain_args(out) -> list[str]:
+    """tools/pretrain.py arguments for a tiny run: width 0.125, 32 px crops, 2 epochs of 2 steps of 16."""
+    return ["--out", str(out), "--set", "classifier.width=0.125", "--set", "classifier.input_size=32",
+            "--set", "classifier.padding=3", "--set", "stream.batch_size=16", "--set", "stream.workers=0",
+            "--set", "stream.heldout_batches=1", "--set", "train.epochs=2", "--set", "train.steps_per_epoch=2",
+            "--set", "train.warmup_iters=1"]
+
+
 @pytest.fixture(scope="session")
 def kit(load_tool):
     """This module's helpers for test files (importlib mode: tests cannot import conftest)."""
     return types.SimpleNamespace(CLASSES=CLASSES, TINY=TINY, SIZE=SIZE, grid_boxes=grid_boxes,
                                  GridProposer=GridProposer, easy_image=easy_image,
-                                 make_split=make_split, train_tiny=train_tiny,
+                                 make_split=make_split, train_tiny=train_tiny, pretrain_args=pretrain_args,
                                  load_tool=load_tool)

@@ -166,3 +166,21 @@ def test_train_tool_starts_from_torchvision_googlenet_weights(kit, tmp_path, mon
     assert blob["config"]["classifier"]["mean"] == [0.5, 0.5, 0.5]
     conv = blob["model"]["net.conv1.conv.weight"].float()
     assert torch.allclose(conv, reference["conv1.conv.weight"], atol=1e-3)
+
+
+def test_train_tool_starts_from_a_pretraining_checkpoint(kit, tmp_path, monkeypatch):
+    """--pretrained: a tools/pretrain.py checkpoint (other classes here: its trunk is taken)."""
+    import torch
+    from detector.checkpoint import read_checkpoint
+    assert kit.load_tool("pretrain").main(kit.pretrain_args(tmp_path / "pre") + ["--set", "train.epochs=1"]) == 0
+    train = kit.make_split(tmp_path / "train" / "images", 2, seed=11)
+    write_coco(train, tmp_path / "train" / "annotations.json")
+    tool = kit.load_tool("train")
+    monkeypatch.setattr(tool, "fit", lambda *a, **k: None)  # the loading path, not the training
+    assert tool.main(["--member", "0", "--out", str(tmp_path / "run"), "--set", f"data.train={tmp_path / 'train'}",
+                      "--set", "data.val=", "--set", "data.proposal_method=ss", "--set", "data.workers=0",
+                      "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "train.bbox_regression=false",
+                      "--set", "classifier.width=0.125", "--set", "classifier.input_size=32",
+                      "--pretrained", str(tmp_path / "pre" / "pretrain.pt"), "--export", str(tmp_path / "slim.pt")]) == 0
+    pre = read_checkpoint(tmp_path / "pre" / "pretrain.pt")["model"]["net.conv1.conv.weight"].float()
+    assert torch.allclose(read_checkpoint(tmp_path / "slim.pt")["model"]["net.conv1.conv.weight"].float(), pre, atol=1e-3)

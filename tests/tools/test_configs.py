@@ -18,11 +18,13 @@ def schemas(load_tool) -> dict:
     """The --config schema of each tool that names a shipped config in its header."""
     return {"train": load_tool("train").Schema, "detect": DetectSchema, "test": DetectSchema,
             "train_multibox": load_tool("train_multibox").Schema, "propose": ProposalsConfig,
-            "visualize_proposals": ProposalsConfig, "benchmark": ProposalsConfig}
+            "visualize_proposals": ProposalsConfig, "benchmark": ProposalsConfig,
+            "pretrain": load_tool("pretrain").Schema}
 
 
 # the tool that reads every section of each file
-OWNER = {"detector.yaml": "train", "multibox.yaml": "train_multibox", "proposals.yaml": "propose"}
+OWNER = {"detector.yaml": "train", "multibox.yaml": "train_multibox", "proposals.yaml": "propose",
+         "pretrain.yaml": "pretrain"}
 
 
 @pytest.mark.parametrize("name", sorted(OWNER))

@@ -1,0 +1,95 @@
+"""Pretrain a region classifier on an endless stream of rendered object crops (the ImageNet step).
+
+    python tools/pretrain.py --config configs/pretrain.yaml --out runs/pretrain [--resume]
+        [--device cpu|cuda] [--set train.epochs=30] [--set classifier.width=0.5]
+
+The network is the members' own (nets/inception.py through detector.classifier, any width and
+input size); the stream renders fresh synthetic images (never a train or val image) and warps
+their objects (15 classes) and background boxes (clutter, distractors, parts of objects, badly
+centred crops) with context, in ``stream.workers`` processes (detector/pretrain.py).
+Writes, after every epoch (``train.steps_per_epoch`` steps), OUT/pretrain.pt (atomically; a
+region-classifier checkpoint), OUT/pretrain_history.json (loss and held-out top-1, overall, per
+class and how often an object is called background) and OUT/pretrain.yaml; OUT/stream.png shows
+the first crops of the stream. --resume continues from OUT/pretrain.pt (same config, except
+train.epochs and stream.workers). Members and MultiBox start from it with
+``tools/train.py --pretrained OUT/pretrain.pt`` and ``tools/train_multibox.py --pretrained OUT/pretrain.pt``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+
+import numpy as np
+import torch
+
+from core.cli import run
+from core.config import add_config_args, config_to_dict, load_config, save_config
+from core.draw import contact_sheet, save_image
+from core.engine import fit
+from core.engine import resume as engine_resume
+from core.io import write_json
+from detector.checkpoint import KIND, save_checkpoint, upgrade
+from detector.classifier import RegionClassifier
+from detector.config import ClassifierConfig
+from detector.pretrain import (RESUMABLE, CropStream, PretrainConfig, StreamConfig, crop_batch, heldout_accuracy,
+                               heldout_set, pretrain_recipe, stream_classes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Schema:
+    classifier: ClassifierConfig = ClassifierConfig()
+    stream: StreamConfig = StreamConfig()
+    train: PretrainConfig = PretrainConfig()
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="runs/pretrain", help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/pretrain.pt")
+    p.add_argument("--device", default="cpu")
+    add_config_args(p)
+    return p.parse_args(argv)
+
+
+def stream_preview(classifier: ClassifierConfig, stream: StreamConfig, seed: int, path: str, count: int = 32) -> None:
+    """A contact sheet of the stream's first ``count`` crops, each titled with its label."""
+    crops, labels = crop_batch(seed, "pretrain", 0, classifier, stream)
+    names = ["background"] + stream_classes()
+    mean, std = torch.tensor(classifier.mean)[:, None, None], torch.tensor(classifier.std)[:, None, None]
+    tiles = [np.ascontiguousarray((((c * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0)).numpy())
+             for c in crops[:count]]
+    save_image(path, contact_sheet(tiles, [names[int(t)] for t in labels[:count]], cols=8, cell=96), colors=256)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = load_config(Schema, args.config, args.overrides)
+    torch.manual_seed(cfg.train.seed)
+    model = RegionClassifier(stream_classes(), cfg.classifier).to(args.device)
+    stream = CropStream(cfg.train.seed, cfg.classifier, cfg.stream)
+    heldout = heldout_set(cfg.train.seed, cfg.classifier, cfg.stream)
+    path = os.path.join(args.out, "pretrain.pt")
+    os.makedirs(args.out, exist_ok=True)
+    save_config(cfg, os.path.join(args.out, "pretrain.yaml"))
+    stream_preview(cfg.classifier, cfg.stream, cfg.train.seed, os.path.join(args.out, "stream.png"))
+
+    def evaluate(state) -> dict:
+        return heldout_accuracy(model, heldout[0].to(args.device), heldout[1].to(args.device))
+
+    def save(state) -> None:
+        save_checkpoint(path, model, config_to_dict(cfg), -1, state.epoch, optimizer.state_dict(),
+                        train_state=state.to_dict())
+        write_json(os.path.join(args.out, "pretrain_history.json"), state.history, indent=1)
+
+    recipe, optimizer = pretrain_recipe(model, stream, cfg.train, save, evaluate, args.device)
+    state = None
+    if args.resume and os.path.isfile(path):
+        state, _ = engine_resume(path, KIND, model, optimizer, config_to_dict(cfg), RESUMABLE, upgrade)
+    fit(recipe, state)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
