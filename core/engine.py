@@ -18,8 +18,12 @@ Every trainer (the region classifiers, MultiBox, the Faster R-CNN baseline) desc
 * **Budget**: ``budget_seconds`` stops training when the training time, counted across resumes,
   reaches it (the baseline trains for a fixed time rather than a fixed number of epochs).
 
-Distributed training plugs in at ``recipe.batches`` (a rank draws its shard of the epoch's
-batches) and ``recipe.step`` (a DistributedDataParallel model); nothing here is global.
+* **Ranks** (torchrun, DistributedDataParallel): every rank runs this loop over the same
+  global minibatches; ``recipe.batches`` yields the rank's share of each one and ``recipe.step``
+  steps a DDP model and returns the global minibatch's numbers (the same on every rank; see
+  :mod:`core.distributed`). ``recipe.evaluate`` runs on rank 0, which sends its numbers to the
+  others, so every rank keeps the same history; with a budget the ranks stop at the same step
+  (the slowest rank's clock counts).
 Modelled on DETR's ``engine.py`` (``train_one_epoch``, ``evaluate``) and detectron2's hooks,
 with plain callables instead of a registry.
 """
@@ -36,6 +40,7 @@ import torch
 from tqdm import tqdm
 
 from core.checkpoint import check_same_recipe, is_main_process, load_model_state, read_checkpoint
+from core.distributed import max_over_ranks, on_main
 from core.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -82,7 +87,8 @@ class Recipe:
         step: ``step(batch, state)`` → one optimisation step (it sets its own learning rate from
             ``state``); returns floats, at least ``"loss"``.
         save: ``save(state)`` writes a checkpoint (called on rank 0 only).
-        evaluate: ``evaluate(state)`` → numbers for the history after each epoch (e.g. val mAP).
+        evaluate: ``evaluate(state)`` → numbers for the history after each epoch (e.g. val mAP);
+            called on rank 0 only.
         seed: the run's seed (see :func:`epoch_seed`).
         steps_per_epoch: for the progress bar (None if unknown).
         budget_seconds: stop when this much training time is spent (0 = no budget).
@@ -127,6 +133,8 @@ def train_one_epoch(recipe: Recipe, state: TrainState) -> tuple[dict[str, float]
         parts = recipe.step(batch, state)
         now = time.monotonic()  # the budget counts loading the batch as well as the step
         state.seconds, tick = state.seconds + now - tick, now
+        if recipe.budget_seconds > 0:
+            state.seconds = max_over_ranks(state.seconds)  # every rank stops at the same step
         if not math.isfinite(parts["loss"]):
             raise FloatingPointError(f"loss became {parts['loss']} at epoch {state.epoch + 1}, step "
                                      f"{state.iteration + 1}; lower the learning rate")
@@ -164,7 +172,7 @@ def fit(recipe: Recipe, state: TrainState | None = None) -> TrainState:
             break
         row = {"epoch": state.epoch + 1, **means}
         if recipe.evaluate is not None:
-            row.update(recipe.evaluate(state))
+            row.update(on_main(lambda: recipe.evaluate(state)))
         state.epoch += 1
         state.history.append(row)
         _save(recipe, state)

@@ -141,3 +141,17 @@ class RegionSampler:
                 boxes = flip_boxes(boxes, self.dataset.images[i].width)
             out.append(ImageSample(i, flip, boxes, w.labels[window[mine]]))
         return out
+
+
+def take_regions(samples: list[ImageSample], share: slice) -> list[ImageSample]:
+    """The regions at positions ``share`` (a step-1 slice) of a minibatch, its images' regions
+    laid end to end in order; images left with no region are dropped. Under torchrun each rank
+    warps one such share of every minibatch (:func:`core.distributed.block`)."""
+    start, stop, _ = share.indices(sum(len(s.labels) for s in samples))
+    out, offset = [], 0
+    for s in samples:
+        lo, hi = max(start - offset, 0), min(stop - offset, len(s.labels))
+        if lo < hi:
+            out.append(ImageSample(s.index, s.flip, s.boxes[lo:hi], s.labels[lo:hi]))
+        offset += len(s.labels)
+    return out

@@ -7,6 +7,14 @@ with momentum. After every epoch: validation loss on fixed val minibatches, vali
 (ILSVRC rules) of this member alone on cached val proposals, and an atomic checkpoint. All
 randomness of epoch ``e`` derives from ``(seed, e)`` (:func:`core.engine.epoch_seed`), so a
 resumed run equals an uninterrupted one.
+
+Under torchrun every rank draws the same minibatches and warps a contiguous block of each one's
+regions (:func:`core.distributed.block`; its crop jitter is drawn for the whole minibatch first);
+the network runs under DistributedDataParallel with synchronised BatchNorm and dropout masks cut
+from the whole minibatch's (:class:`core.distributed.BlockDropout`), and each rank's loss is its
+regions' summed loss over the minibatch's region count times the ranks, so DDP's average
+gradient is the minibatch's: the losses equal one process's within float tolerance. Validation
+runs on rank 0 (:func:`core.engine.fit`).
 """
 from __future__ import annotations
 
@@ -20,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from core.distributed import World, block, ddp_model, global_minibatch, mean_over_ranks, ranks
 from core.engine import Recipe, TrainState, epoch_generator, train_one_epoch
 from core.engine import fit as run_engine
 from core.engine import resume as engine_resume
@@ -28,7 +37,8 @@ from core.image import load_image
 from core.structures import DetectionDataset, Detections
 from detector.classifier import RegionClassifier
 from detector.config import DetectorConfig, SamplerConfig, TrainConfig
-from detector.sampler import ImageSample, RegionSampler
+from detector.sampler import ImageSample, RegionSampler, take_regions
+from detector.warp import jitter_boxes
 
 log = logging.getLogger(__name__)
 
@@ -57,25 +67,40 @@ class ImageStore:
 
 
 def make_batch(model: RegionClassifier, store: ImageStore, samples: list[ImageSample], jitter: float,
-               gen: torch.Generator | None, device="cpu") -> tuple[Tensor, Tensor]:
-    """Warp a minibatch: (crops ``[B, 3, S, S]``, labels ``[B]``) on ``device``."""
+               gen: torch.Generator | None, device="cpu", share: slice = slice(None)) -> tuple[Tensor, Tensor]:
+    """Warp a minibatch, or only its regions at positions ``share`` (one rank's block, see
+    :func:`detector.sampler.take_regions`): (crops ``[b, 3, S, S]``, labels ``[b]``) on ``device``.
+
+    The crop jitter is drawn for every region of the minibatch, in order, before the share is
+    taken, so a region's crop does not depend on which rank warps it.
+    """
+    jittered = [dataclasses.replace(s, boxes=jitter_boxes(s.boxes, jitter, gen)) for s in samples]
     crops, labels = [], []
-    for s in samples:
+    for s in take_regions(jittered, share):
         pixels = store.get(s.index)
         if s.flip:
             pixels = pixels[:, ::-1]
         image = model.prepare_image(pixels, device)
-        crops.append(model.warp(image, s.boxes.to(device), jitter, gen))
+        crops.append(model.warp(image, s.boxes.to(device)))
         labels.append(s.labels)
+    if not crops:  # a rank's share of a minibatch with fewer regions than ranks
+        size = model.cfg.input_size
+        return torch.zeros((0, 3, size, size), device=device), torch.zeros(0, dtype=torch.int64, device=device)
     return torch.cat(crops), torch.cat(labels).to(device)
 
 
-def region_loss(outputs, labels: Tensor, aux_weight: float) -> Tensor:
-    """Softmax loss of the main head plus ``aux_weight`` × each auxiliary head's (GLN)."""
+def region_loss(outputs, labels: Tensor, aux_weight: float, per: float | None = None) -> Tensor:
+    """Softmax loss of the main head plus ``aux_weight`` × each auxiliary head's (GLN): each the
+    mean over the regions, or with ``per`` their sum divided by ``per``."""
+    def loss(logits: Tensor) -> Tensor:
+        if per is None:
+            return F.cross_entropy(logits, labels)
+        return F.cross_entropy(logits, labels, reduction="sum") / per
+
     if isinstance(outputs, tuple):
         main, *aux = outputs
-        return F.cross_entropy(main, labels) + aux_weight * sum(F.cross_entropy(a, labels) for a in aux)
-    return F.cross_entropy(outputs, labels)
+        return loss(main) + aux_weight * sum(loss(a) for a in aux)
+    return loss(outputs)
 
 
 def learning_rate(cfg: TrainConfig, epoch: int, iteration: int) -> float:
@@ -86,20 +111,29 @@ def learning_rate(cfg: TrainConfig, epoch: int, iteration: int) -> float:
     return lr
 
 
-def train_step(model: RegionClassifier, optimizer: torch.optim.Optimizer, crops: Tensor,
-               labels: Tensor, aux_weight: float = 0.3) -> float:
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, crops: Tensor,
+               labels: Tensor, aux_weight: float = 0.3, total: int | None = None) -> float:
     """One SGD step on a minibatch ``[B, 3, S, S]``; returns the loss.
 
-    The model and crops are put in channels-last layout (NHWC), in which CPU convolutions run
-    faster; the weights keep their values and checkpoints store the default layout.
+    Under torchrun ``model`` is the classifier in DistributedDataParallel, ``crops`` this rank's
+    share of a minibatch of ``total`` regions: the rank's loss is its regions' summed loss over
+    ``total / ranks``, so DDP's mean of the ranks' gradients is the gradient of the minibatch's
+    mean loss, which is returned on every rank. The model and crops are put in channels-last
+    layout (NHWC), in which CPU convolutions run faster; the weights keep their values and
+    checkpoints store the default layout.
     """
     model.train()
     model.to(memory_format=torch.channels_last)
-    loss = region_loss(model(crops.contiguous(memory_format=torch.channels_last)), labels, aux_weight)
+    if total is None:
+        loss = region_loss(model(crops.contiguous(memory_format=torch.channels_last)), labels, aux_weight)
+    else:
+        with global_minibatch(total):  # dropout masks: this rank's rows of the minibatch's
+            outputs = model(crops.contiguous(memory_format=torch.channels_last))
+        loss = region_loss(outputs, labels, aux_weight, total / ranks())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return loss.item()
+    return loss.item() if total is None else mean_over_ranks({"loss": loss.item()})["loss"]
 
 
 def make_optimizer(model: RegionClassifier, cfg: TrainConfig) -> torch.optim.SGD:
@@ -126,21 +160,25 @@ def validation_loss(model: RegionClassifier, store: ImageStore, sampler: RegionS
 
 def member_recipe(model: RegionClassifier, optimizer: torch.optim.Optimizer, sampler: RegionSampler,
                   store: ImageStore, cfg: TrainConfig, jitter: float, save=lambda state: None,
-                  evaluate=None, device="cpu") -> Recipe:
+                  evaluate=None, device="cpu", world: World = World(), net: torch.nn.Module | None = None) -> Recipe:
     """The engine's :class:`core.engine.Recipe` for one member.
 
     Epoch ``e``'s minibatches come from ``sampler.epoch(e)`` and its crop jitter from the
     generator seeded ``epoch_seed(seed, e, 7)``; the learning rate follows :func:`learning_rate`.
+    In a world of several ranks each warps its block of every minibatch's regions and steps
+    ``net``, the model in DistributedDataParallel (:func:`core.distributed.ddp_model`).
     """
     def batches(state: TrainState):
         gen = epoch_generator(cfg.seed, state.epoch, 7)  # crop jitter
         for samples in sampler.epoch(state.epoch):
-            yield make_batch(model, store, samples, jitter, gen, device)
+            total = sum(len(s.labels) for s in samples)
+            crops, labels = make_batch(model, store, samples, jitter, gen, device, block(total, world))
+            yield crops, labels, total if world.size > 1 else None
 
     def step(batch, state: TrainState) -> dict[str, float]:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, state.epoch, state.iteration)
-        return {"loss": train_step(model, optimizer, *batch, cfg.aux_weight)}
+        return {"loss": train_step(net or model, optimizer, *batch[:2], cfg.aux_weight, batch[2])}
 
     return Recipe(cfg.epochs, batches, step, save, evaluate, seed=cfg.seed, steps_per_epoch=len(sampler),
                   name="member")
@@ -195,8 +233,13 @@ def make_validation(dataset: DetectionDataset, proposals: dict, sampler_cfg: Sam
 def fit(model: RegionClassifier, optimizer: torch.optim.Optimizer, sampler: RegionSampler,
         store: ImageStore, cfg: TrainConfig, jitter: float, state: TrainState, save,
         val: ValidationData | None = None, det_cfg: DetectorConfig = DetectorConfig(),
-        device="cpu") -> TrainState:
-    """Train from ``state.epoch`` to ``cfg.epochs``; after each epoch validate and call ``save(state)``."""
+        device="cpu", world: World = World()) -> TrainState:
+    """Train from ``state.epoch`` to ``cfg.epochs``; after each epoch validate and call ``save(state)``.
+
+    Under torchrun (``world`` of several ranks, process group joined) ``model`` trains in
+    DistributedDataParallel, its BatchNorm layers synchronised (converted in place); validation
+    and ``save`` run on rank 0.
+    """
     def evaluate(state: TrainState) -> dict:
         row = {"lr": learning_rate(cfg, state.epoch, state.iteration)}
         if val is not None:
@@ -204,7 +247,10 @@ def fit(model: RegionClassifier, optimizer: torch.optim.Optimizer, sampler: Regi
             row["val_map"] = validation_map(model, val.dataset, val.proposals, det_cfg)
         return row
 
-    return run_engine(member_recipe(model, optimizer, sampler, store, cfg, jitter, save, evaluate, device), state)
+    # channels-last before DDP: its gradient buckets follow the parameters' layout when wrapped
+    net = ddp_model(model.to(memory_format=torch.channels_last), world, device)
+    return run_engine(member_recipe(model, optimizer, sampler, store, cfg, jitter, save, evaluate, device,
+                                    world, net), state)
 
 
 # What a resumed member may change: where its data and validation are, how far it trains, and

@@ -10,9 +10,14 @@ to the image (0..1 on each axis), as inside the network.
   match as SSD does); offsets as :data:`proposals.multibox.CODER` encodes them.
 * Loop (:func:`multibox_recipe`): AdamW, cosine decay of the rate per epoch, images in an order
   and with flips drawn from ``(seed, epoch)``, so a resumed run equals an uninterrupted one.
+* Under torchrun each rank takes a contiguous block of every batch's images, the network runs
+  in DistributedDataParallel with synchronised BatchNorm, and P is the whole batch's count
+  (all-reduced), each rank's loss scaled by the ranks so DDP's mean gradient is the batch's.
+  Every rank holds the whole split in memory (:func:`load_split`).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -25,6 +30,7 @@ from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from core.config import AT_LEAST_ONE, COUNT, POSITIVE, check_ranges
+from core.distributed import World, block, ddp_model, global_minibatch, mean_over_ranks, ranks, sum_over_ranks
 from core.engine import Recipe, TrainState, epoch_generator
 from core.engine import resume as engine_resume
 from core.image import load_image
@@ -92,11 +98,15 @@ def multibox_loss(offsets: Tensor, logits: Tensor, targets: list[Tensor], priors
         alpha, match_iou, loc_loss: as :class:`MultiBoxConfig`.
 
     Returns:
-        The scalar loss and its parts ``{"loc", "conf", "matched"}`` as floats.
+        The scalar loss and its parts ``{"loc", "conf", "matched"}`` as floats. Under torchrun
+        (``targets`` one rank's share of the batch) P and "matched" count the whole batch and
+        the loss and its parts are this rank's sums over P / ranks, whose mean over the ranks is
+        the batch's.
     """
     matched = torch.stack([match_priors(t.to(priors.device), priors, match_iou) for t in targets])
     positive = matched >= 0  # [B, K]
-    num_pos = max(1, int(positive.sum()))
+    total_pos = int(sum_over_ranks(float(positive.sum())))
+    num_pos = max(1, total_pos) / ranks()
     conf = F.binary_cross_entropy_with_logits(logits, positive.to(logits.dtype), reduction="sum")
     loc = offsets.sum() * 0.0  # keeps the graph when nothing matched
     if positive.any():
@@ -109,7 +119,7 @@ def multibox_loss(offsets: Tensor, logits: Tensor, targets: list[Tensor], priors
             loc = F.smooth_l1_loss(offsets[b, k], target, beta=1.0, reduction="sum")
     total = (alpha * loc + conf) / num_pos
     return total, {"loc": float(loc.detach()) / num_pos, "conf": float(conf.detach()) / num_pos,
-                   "matched": float(positive.sum())}
+                   "matched": float(total_pos)}
 
 
 def hflip(images: Tensor, targets: list[Tensor], flip: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -121,22 +131,26 @@ def hflip(images: Tensor, targets: list[Tensor], flip: Tensor) -> tuple[Tensor, 
     return images, out
 
 
-def train_step(model: MultiBoxNet, optimizer: torch.optim.Optimizer, images: Tensor,
-               targets: list[Tensor], priors: Tensor, cfg: MultiBoxConfig) -> dict[str, float]:
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: Tensor,
+               targets: list[Tensor], priors: Tensor, cfg: MultiBoxConfig, total: int | None = None) -> dict[str, float]:
     """One optimisation step on uint8 images ``[B, 3, S, S]`` with normalised GT boxes; returns the loss parts.
 
-    Model and batch run in channels-last layout (NHWC), in which CPU convolutions are faster.
+    Under torchrun ``model`` is the network in DistributedDataParallel and the batch this rank's
+    block of a batch of ``total`` images; the parts returned are the whole batch's, on every
+    rank. Model and batch run in channels-last layout (NHWC), in which CPU convolutions are faster.
     """
     device = priors.device
     model.train()
     model.to(memory_format=torch.channels_last)
-    offsets, logits = model(normalize(images.to(device)).contiguous(memory_format=torch.channels_last))
+    with global_minibatch(total) if total is not None else contextlib.nullcontext():
+        offsets, logits = model(normalize(images.to(device)).contiguous(memory_format=torch.channels_last))
     loss, parts = multibox_loss(offsets, logits, [t.to(device) for t in targets], priors,
                                 cfg.alpha, cfg.match_iou, cfg.loc_loss)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return {"loss": float(loss.detach()), **parts}
+    out = {"loss": float(loss.detach()), **parts}
+    return {**out, **mean_over_ranks({k: out[k] for k in ("loss", "loc", "conf")})}
 
 
 def load_split(dataset, size: int) -> tuple[Tensor, list[Tensor], list[tuple[int, int]]]:
@@ -163,8 +177,11 @@ def learning_rate(tcfg: MultiBoxTrainConfig, epoch: int) -> float:
     return tcfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / tcfg.epochs))
 
 
-def epoch_batches(images: Tensor, targets: list[Tensor], tcfg: MultiBoxTrainConfig, epoch: int):
-    """The (images, targets) batches of one epoch: an order and flips drawn from ``(seed, epoch)``."""
+def epoch_batches(images: Tensor, targets: list[Tensor], tcfg: MultiBoxTrainConfig, epoch: int,
+                  world: World = World()):
+    """The (images, targets, total) batches of one epoch: an order and flips drawn from
+    ``(seed, epoch)``; in a world of several ranks, this rank's block of each batch of ``total``
+    images (``total`` is None in a world of one)."""
     gen = epoch_generator(tcfg.seed, epoch)
     order = torch.randperm(len(images), generator=gen)
     flips = (torch.rand(len(images), generator=gen) < 0.5) & tcfg.flip
@@ -172,22 +189,32 @@ def epoch_batches(images: Tensor, targets: list[Tensor], tcfg: MultiBoxTrainConf
         idx = order[start:start + tcfg.batch_size]
         if len(idx) < 2:  # BatchNorm needs two samples
             continue
-        yield hflip(images[idx], [targets[i] for i in idx.tolist()], flips[idx])
+        total = len(idx) if world.size > 1 else None
+        idx = idx[block(len(idx), world)]
+        yield (*hflip(images[idx], [targets[i] for i in idx.tolist()], flips[idx]), total)
 
 
 def multibox_recipe(model: MultiBoxNet, optimizer: torch.optim.Optimizer, images: Tensor,
                     targets: list[Tensor], cfg: MultiBoxConfig, tcfg: MultiBoxTrainConfig,
-                    save=lambda state: None, evaluate=None) -> Recipe:
+                    save=lambda state: None, evaluate=None, world: World = World()) -> Recipe:
     """The engine's :class:`core.engine.Recipe` for MultiBox on uint8 ``images [N, 3, S, S]``
-    with their normalised GT boxes; each step's outputs are the loss parts."""
+    with their normalised GT boxes; each step's outputs are the loss parts.
+
+    In a world of several ranks (process group joined) ``model`` trains in
+    DistributedDataParallel, its BatchNorm synchronised (converted in place,
+    :func:`core.distributed.ddp_model`); ``model`` itself stays usable for validation.
+    """
     priors = model.priors
+    # channels-last before DDP: its gradient buckets follow the parameters' layout when wrapped
+    net = ddp_model(model.to(memory_format=torch.channels_last), world, str(priors.device))
 
     def step(batch, state: TrainState) -> dict[str, float]:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(tcfg, state.epoch)
-        return train_step(model, optimizer, *batch, priors, cfg)
+        images, targets, total = batch
+        return train_step(net, optimizer, images, targets, priors, cfg, total)
 
-    return Recipe(tcfg.epochs, lambda state: epoch_batches(images, targets, tcfg, state.epoch), step, save,
+    return Recipe(tcfg.epochs, lambda state: epoch_batches(images, targets, tcfg, state.epoch, world), step, save,
                   evaluate, seed=tcfg.seed, steps_per_epoch=math.ceil(len(images) / tcfg.batch_size),
                   name="multibox")
 

@@ -14,6 +14,11 @@ OUT/member_I.pt (same config required). --export FILE also writes a slim copy (n
 state, fp16 weights) for assets/model/. --proposals-only fills the proposal cache and stops (so that
 members started side by side do not compute the same proposals twice).
 
+Under ``torchrun --nproc_per_node N tools/train.py ...`` (same arguments) one member trains with
+DistributedDataParallel: each rank warps its block of every minibatch's regions, BatchNorm is
+synchronised, the losses are the global minibatch's; rank 0 validates and writes the files; each
+rank fills its share of the proposal cache; threads are split over the ranks of a machine.
+
 --pretrained PATH starts from a network pretrained by tools/pretrain.py on rendered crops (the
 whole network when its classes are the split's, else its trunk; its preprocessing is kept), or
 from torchvision's ImageNet GoogLeNet: a state-dict file you have
@@ -37,6 +42,7 @@ import torch
 from core.cli import run
 from core.config import (COUNT, add_config_args, check_ranges, config_to_dict, load_config,
                          save_config)
+from core.distributed import World, gather, join_process_group, rank_device, set_threads, shard, world_from_env
 from core.formats.coco import read_split
 from core.io import write_json
 from detector.bbox_regression import train_box_regressor
@@ -95,13 +101,18 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def split_proposals(dataset, cfg: Schema) -> dict:
-    """Cached proposals of a split for the configured method."""
+def split_proposals(dataset, cfg: Schema, world: World = World()) -> dict:
+    """Cached proposals of a split for the configured method (under torchrun each rank first fills
+    the cache for its share of the images)."""
     mb = cfg.data.multibox_weights or None
     method = cfg.data.proposal_method
     factory = functools.partial(build_proposer, method, cfg.proposals, mb)
-    return dataset_proposals(dataset, factory, cfg.data.cache_dir, proposer_key(method, cfg.proposals, mb),
-                             cfg.data.workers)
+    key = proposer_key(method, cfg.proposals, mb)
+    if world.size > 1:
+        part = dataclasses.replace(dataset, images=shard(dataset.images, world))
+        dataset_proposals(part, factory, cfg.data.cache_dir, key, cfg.data.workers)
+        gather(world, None)  # every part is in the cache
+    return dataset_proposals(dataset, factory, cfg.data.cache_dir, key, cfg.data.workers)
 
 
 def member_config(schema: Schema, member: int) -> Schema:
@@ -121,6 +132,11 @@ def pretrained_config(cfg: Schema, blob: dict | None) -> Schema:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    world = world_from_env()
+    if world.size > 1:
+        set_threads(world)
+        args.device = rank_device(world, args.device)
+        join_process_group(world, args.device)
     cfg = member_config(load_config(Schema, args.config, args.overrides), args.member)
     blob = read_pretrained(args.pretrained) if args.pretrained else None
     if args.pretrained:
@@ -130,7 +146,7 @@ def main(argv=None) -> int:
     val_set = read_split(cfg.data.val) if cfg.data.val else None
     if args.proposals_only:  # fills the shared cache once, before members train side by side
         for dataset in [d for d in (train_set, val_set) if d is not None]:
-            split_proposals(dataset, cfg)
+            split_proposals(dataset, cfg, world)
         return 0
     model = RegionClassifier(train_set.classes, cfg.classifier)
     if blob is not None:
@@ -145,9 +161,9 @@ def main(argv=None) -> int:
     if args.resume and os.path.isfile(stem + ".pt"):
         state = resume(stem + ".pt", model, optimizer, config_to_dict(cfg))
     save_config(cfg, stem + ".yaml")
-    boxes = {k: p.boxes for k, p in split_proposals(train_set, cfg).items()}
+    boxes = {k: p.boxes for k, p in split_proposals(train_set, cfg, world).items()}
     sampler = RegionSampler(train_set, boxes, cfg.sampler, seed=cfg.train.seed)
-    val = make_validation(val_set, split_proposals(val_set, cfg), cfg.sampler, cfg.train) if val_set else None
+    val = make_validation(val_set, split_proposals(val_set, cfg, world), cfg.sampler, cfg.train) if val_set else None
 
     def save(s: TrainState, regressor=None) -> None:
         save_checkpoint(stem + ".pt", model, config_to_dict(cfg), args.member, s.epoch,
@@ -155,9 +171,9 @@ def main(argv=None) -> int:
         write_json(stem + "_history.json", s.history, indent=1)
 
     fit(model, optimizer, sampler, ImageStore(train_set, cfg.train.cache_images), cfg.train,
-        cfg.sampler.jitter, state, save, val, cfg.detector, args.device)
+        cfg.sampler.jitter, state, save, val, cfg.detector, args.device, world)
     regressor = None
-    if cfg.train.bbox_regression:
+    if cfg.train.bbox_regression and world.is_main:
         regressor = train_box_regressor(model, train_set, boxes, cfg.bbox_regression).to_dict()
         save(state, regressor)
     if args.export:

@@ -9,6 +9,11 @@ load it with proposals.multibox.load_multibox) and OUT/history.json (loss and va
 per epoch). --resume continues from OUT/checkpoint.pt with the same config (more epochs, another
 val split and the inference settings multibox.nms_iou / top_k may change). --pretrained PATH starts
 the trunk from a tools/pretrain.py checkpoint of the same width (its classes are not used).
+
+Under ``torchrun --nproc_per_node N tools/train_multibox.py ...`` (same arguments) the network
+trains with DistributedDataParallel: each rank takes a block of every batch's images (every rank
+loads the whole split), BatchNorm is synchronised, the losses are the whole batch's; rank 0
+computes the val recall and writes the files; threads are split over the ranks of a machine.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import torch
 
 from core.cli import run
 from core.config import add_config_args, config_to_dict, load_config, save_config
+from core.distributed import join_process_group, rank_device, set_threads, world_from_env
 from core.engine import fit
 from core.errors import InputError
 from core.formats.coco import read_split
@@ -114,6 +120,11 @@ def main(argv=None) -> int:
     if args.eval_only:
         return evaluate_only(args, cfg)
     mcfg, tcfg = cfg.multibox, cfg.train
+    world = world_from_env()
+    if world.size > 1:
+        set_threads(world)
+        args.device = rank_device(world, args.device)
+        join_process_group(world, args.device)
     torch.manual_seed(tcfg.seed)
     train_images, train_targets, _ = load_split(read_split(cfg.data.train, tcfg.max_images), mcfg.input_size)
     val = read_split(cfg.data.val, tcfg.val_images) if cfg.data.val else None
@@ -139,7 +150,7 @@ def main(argv=None) -> int:
         save_checkpoint(ckpt, model, mcfg, config, optimizer.state_dict(), s.to_dict())
         write_json(os.path.join(args.out, "history.json"), s.history, indent=2)
 
-    fit(multibox_recipe(model, optimizer, train_images, train_targets, mcfg, tcfg, save, evaluate), state)
+    fit(multibox_recipe(model, optimizer, train_images, train_targets, mcfg, tcfg, save, evaluate, world), state)
     return 0
 
 
