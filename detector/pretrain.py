@@ -33,6 +33,7 @@ from torchvision.ops import box_iou
 from bench.synthetic import CLASSES, SyntheticConfig, SyntheticImage, render_image
 from core.checkpoint import load_weights_only, state_mismatch
 from core.config import COUNT, FRACTION, IOU, POSITIVE, check_ranges
+from core.distributed import World, block
 from core.engine import Recipe, TrainState
 from core.errors import InputError
 from detector.classifier import RegionClassifier
@@ -232,19 +233,26 @@ def heldout_set(seed: int, classifier: ClassifierConfig, cfg: StreamConfig) -> t
 
 
 def pretrain_recipe(model: RegionClassifier, stream: CropStream, cfg: PretrainConfig, save, evaluate,
-                    device="cpu") -> tuple[Recipe, torch.optim.Optimizer]:
-    """The engine's recipe: global step ``i`` trains on stream minibatch ``i``."""
+                    device="cpu", world: World = World(), net: torch.nn.Module | None = None
+                    ) -> tuple[Recipe, torch.optim.Optimizer]:
+    """The engine's recipe: global step ``i`` trains on stream minibatch ``i``.
+
+    Under torchrun (``world`` of several ranks) every rank renders minibatch ``i`` and steps
+    ``net`` (the model in DistributedDataParallel, :func:`core.distributed.ddp_model`) on its
+    block of it, so the ranks together take the step one process would.
+    """
     optimizer = make_optimizer(model, TrainConfig(lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay))
 
     def batches(state: TrainState):
         stop = (state.epoch + 1) * cfg.steps_per_epoch
         for crops, labels in stream_batches(stream, state.iteration, stop, stream.cfg.workers):
-            yield crops.to(device), labels.to(device)
+            mine = block(len(labels), world)
+            yield crops[mine].to(device), labels[mine].to(device), len(labels) if world.size > 1 else None
 
     def step(batch, state: TrainState) -> dict[str, float]:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, state.iteration)
-        return {"loss": train_step(model, optimizer, *batch, cfg.aux_weight)}
+        return {"loss": train_step(net or model, optimizer, *batch[:2], cfg.aux_weight, batch[2])}
 
     # save_every: a run killed mid-epoch loses at most 50 steps (the stream resumes at any step)
     recipe = Recipe(cfg.epochs, batches, step, save, evaluate, seed=cfg.seed,

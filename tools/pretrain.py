@@ -13,6 +13,11 @@ class and how often an object is called background) and OUT/pretrain.yaml; OUT/s
 the first crops of the stream. --resume continues from OUT/pretrain.pt (same config, except
 train.epochs and stream.workers). Members and MultiBox start from it with
 ``tools/train.py --pretrained OUT/pretrain.pt`` and ``tools/train_multibox.py --pretrained OUT/pretrain.pt``.
+
+Under ``torchrun --nproc_per_node N tools/pretrain.py ...`` (same arguments) the N ranks share each
+minibatch (DistributedDataParallel, BatchNorm and dropout synchronised as in tools/train.py): every
+rank renders the whole minibatch and trains on its block, so the run equals one process's within
+float tolerance; rank 0 evaluates and writes the files.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import torch
 
 from core.cli import run
 from core.config import add_config_args, config_to_dict, load_config, save_config
+from core.distributed import ddp_model, join_process_group, rank_device, set_threads, world_from_env
 from core.draw import contact_sheet, save_image
 from core.engine import fit
 from core.engine import resume as engine_resume
@@ -66,14 +72,20 @@ def stream_preview(classifier: ClassifierConfig, stream: StreamConfig, seed: int
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = load_config(Schema, args.config, args.overrides)
+    world = world_from_env()
+    if world.size > 1:  # under torchrun: each rank its share of the cores, one GPU each
+        set_threads(world)
+        args.device = rank_device(world, args.device)
+        join_process_group(world, args.device)
     torch.manual_seed(cfg.train.seed)
     model = RegionClassifier(stream_classes(), cfg.classifier).to(args.device)
     stream = CropStream(cfg.train.seed, cfg.classifier, cfg.stream)
     heldout = heldout_set(cfg.train.seed, cfg.classifier, cfg.stream)
     path = os.path.join(args.out, "pretrain.pt")
     os.makedirs(args.out, exist_ok=True)
-    save_config(cfg, os.path.join(args.out, "pretrain.yaml"))
-    stream_preview(cfg.classifier, cfg.stream, cfg.train.seed, os.path.join(args.out, "stream.png"))
+    if world.is_main:
+        save_config(cfg, os.path.join(args.out, "pretrain.yaml"))
+        stream_preview(cfg.classifier, cfg.stream, cfg.train.seed, os.path.join(args.out, "stream.png"))
 
     def evaluate(state) -> dict:
         return heldout_accuracy(model, heldout[0].to(args.device), heldout[1].to(args.device))
@@ -83,7 +95,8 @@ def main(argv=None) -> int:
                         train_state=state.to_dict())
         write_json(os.path.join(args.out, "pretrain_history.json"), state.history, indent=1)
 
-    recipe, optimizer = pretrain_recipe(model, stream, cfg.train, save, evaluate, args.device)
+    net = ddp_model(model.to(memory_format=torch.channels_last), world, args.device)
+    recipe, optimizer = pretrain_recipe(model, stream, cfg.train, save, evaluate, args.device, world, net)
     state = None
     if args.resume and os.path.isfile(path):
         state, _ = engine_resume(path, KIND, model, optimizer, config_to_dict(cfg), RESUMABLE, upgrade)

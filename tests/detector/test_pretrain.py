@@ -98,3 +98,24 @@ def test_members_start_whole_and_multibox_trunks_start_from_a_pretraining_checkp
         load_pretrained(Inception(0, width=0.25, aux_logits=False), blob, path)
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "plain.pth")
     assert read_pretrained(tmp_path / "plain.pth") is None
+
+
+def test_two_ranks_pretrain_like_one_process(kit, load_tool, tmp_path):
+    """torchrun --nproc_per_node 2 tools/pretrain.py: each rank a block of every minibatch (DDP)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    args = kit.pretrain_args(tmp_path / "two") + ["--set", "train.epochs=1"]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(root / "tools" / "pretrain.py"), *args], capture_output=True, text=True, env=env,
+                         cwd=root, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    one = kit.pretrain_args(tmp_path / "one") + ["--set", "train.epochs=1"]
+    assert load_tool("pretrain").main(one) == 0
+    mine, theirs = (read_pretrained(tmp_path / d / "pretrain.pt") for d in ("one", "two"))
+    for key, value in mine["model"].items():  # two steps of SGD with momentum
+        assert torch.allclose(theirs["model"][key].float(), value.float(), rtol=0, atol=1e-4), key
+    assert theirs["train_state"]["history"][0]["loss"] == pytest.approx(mine["train_state"]["history"][0]["loss"], rel=1e-3)

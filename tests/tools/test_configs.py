@@ -51,7 +51,7 @@ def test_every_tool_in_the_header_loads_it(load_tool, name):
 
 def test_train_without_config_is_the_readme_recipe(load_tool):
     cfg = load_tool("train").Schema()
-    assert (cfg.train.epochs, cfg.train.lr_steps, cfg.train.bbox_regression) == (12, (9,), True)
+    assert (cfg.train.epochs, cfg.train.lr, cfg.train.lr_steps, cfg.train.bbox_regression) == (4, 0.003, (3,), False)
     assert cfg.data.proposal_method == "ss2x" and cfg.detector.proposal_method == "merged"
 
 
