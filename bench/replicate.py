@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core.checkpoint import git_commit
+from core.distributed import World, gather, shard
 from core.digest import sha256_bytes, sha256_file
 from core.image import load_image
 from detector.config import DetectorConfig
@@ -60,8 +61,18 @@ def previous_rows(out: str, key: dict) -> dict:
     return saved
 
 
-def all_proposals(dataset, weights: str, cache_dir: str, workers: int) -> dict[str, dict]:
-    """Cached proposals of every method: ``{method: {image_id: Proposals}}``."""
+def all_proposals(dataset, weights: str, cache_dir: str, workers: int, world: World = World()) -> dict[str, dict]:
+    """Cached proposals of every method: ``{method: {image_id: Proposals}}``.
+
+    Under torchrun each rank first fills the cache for its :func:`shard` of the images; then rank 0
+    reads every image's (it scores and times) and the other ranks keep their shard's.
+    """
+    if world.size > 1:
+        mine = all_proposals(dataclasses.replace(dataset, images=shard(dataset.images, world)), weights,
+                             cache_dir, workers)
+        gather(world, None)  # every shard is in the cache
+        if not world.is_main:
+            return mine
     mb = multibox_path(weights)
     out = {}
     for method in METHODS:
@@ -120,11 +131,26 @@ def _dap_cells(row: dict) -> str:
     return " | ".join(f"{dap[k]:.1f}" if k in dap else "-" for k in MAIN_ERRORS)
 
 
+def sharded(dataset, world: World, per_image) -> dict | None:
+    """``per_image(part)`` (``{image_id: value}`` for the images of dataset ``part``) over the whole
+    dataset, each rank computing its :func:`shard`; rank 0 gets every image's value in dataset
+    order (what one process computes), the other ranks None."""
+    if world.size == 1:
+        return per_image(dataset)
+    parts = gather(world, per_image(dataclasses.replace(dataset, images=shard(dataset.images, world))))
+    if not world.is_main:
+        return None
+    merged = {k: v for part in parts for k, v in part.items()}
+    return {ann.image_id: merged[ann.image_id] for ann in dataset.images}
+
+
 def detector_rows(dataset, members, proposals, images, proposal_seconds, done: dict,
-                  save) -> dict[str, dict]:
+                  save, world: World = World()) -> dict[str, dict]:
     """mAP and seconds per image of single/ensemble models with ss or merged proposals.
 
-    Rows already in ``done`` are kept; ``save(rows)`` is called after each new row.
+    Rows already in ``done`` are kept; ``save(rows)`` is called after each new row. Under torchrun
+    (``world``) the ranks detect their shards and rank 0 alone times, scores, saves and returns
+    the new rows (the others return only ``done``'s; every rank must pass the same ``done``).
     """
     configs = {"single, ss": (members[:1], "ss", False), "single, merged": (members[:1], "merged", False),
                "ensemble, merged": (members, "merged", False),
@@ -137,7 +163,9 @@ def detector_rows(dataset, members, proposals, images, proposal_seconds, done: d
         if bbox and not any(m.box_regressor is not None for m in models):
             continue
         cfg = dataclasses.replace(DetectorConfig(), proposal_method=method, bbox_regression=bbox)
-        dets = run_detector(dataset, models, cfg, proposals=proposals[method])
+        dets = sharded(dataset, world, lambda part: run_detector(part, models, cfg, proposals=proposals[method]))
+        if not world.is_main:
+            continue
         ids = [a.image_id for a in dataset.images[:len(images)]]
         seconds = time_classification(models, cfg, images, [proposals[method][i] for i in ids])
         rows[name] = {**score(dataset, dets), "seconds": proposal_seconds[method] + seconds}
@@ -158,15 +186,19 @@ def member_outputs(dataset, members, proposals: dict, cfg: DetectorConfig) -> di
     return out
 
 
-def leave_one_out_rows(dataset, members, proposals: dict, done: dict, save) -> dict[str, dict]:
+def leave_one_out_rows(dataset, members, proposals: dict, done: dict, save,
+                       world: World = World()) -> dict[str, dict]:
     """The ensemble's scores without each member in turn (merged proposals, no box regression),
-    from the members' probabilities computed once; rows in ``done`` are kept, ``save(rows)`` after each."""
+    from the members' probabilities computed once; rows in ``done`` are kept, ``save(rows)`` after each.
+    Under torchrun the ranks compute their shards' probabilities and rank 0 scores (as :func:`detector_rows`)."""
     cfg = dataclasses.replace(DetectorConfig(), proposal_method="merged")
     names = [f"ensemble without member {i}" for i in range(len(members))]
     rows = {n: done[n] for n in names if n in done}
     if len(members) < 2 or len(rows) == len(names):
         return rows
-    outputs = member_outputs(dataset, members, proposals["merged"], cfg)
+    outputs = sharded(dataset, world, lambda part: member_outputs(part, members, proposals["merged"], cfg))
+    if not world.is_main:
+        return rows
     for left, name in enumerate(names):
         if name in rows:
             continue
