@@ -63,7 +63,7 @@ class MultiBoxConfig:
     """The MultiBox network and its inference; saved in every checkpoint."""
 
     width: float = 0.25  # Inception width multiplier of the trunk (1.0 = GoogLeNet)
-    input_size: int = 128  # images are resized to input_size × input_size
+    input_size: int = 160  # images are resized to input_size × input_size (from the pretrained trunk; was 128)
     num_priors: int = 400  # K, priors (k-means clusters) = output slots (swept 100/200/400)
     head: Literal["fc", "prior"] = "prior"  # see MultiBoxNet: MB1's FC slots or a shared per-prior MLP
     head_channels: int = 64  # 1×1 conv on the 5b map before the head

@@ -42,7 +42,7 @@ import torch
 from core.cli import run
 from core.config import add_config_args, config_to_dict, load_config
 from core.datasets import Split, open_coco, open_split
-from core.distributed import World, gather, process_group, rank_device, shard, threads_per_rank, world_from_env
+from core.distributed import World, gather, process_group, rank_device, set_threads, shard, world_from_env
 from core.errors import InputError
 from core.io import write_json
 from core.structures import DetectionDataset
@@ -182,14 +182,6 @@ def report_run(args, cfg, split: Split, members, parts: list[Part]) -> str:
     print(f"{timing} ({'cached' if args.cache_dir else 'live'} proposals, {len(parts)} process(es), "
           f"{report['images_reused']} images reused); wrote {out}")
     return out
-
-
-def set_threads(world: World) -> None:
-    """Each rank takes its share of this machine's cores (torch and OpenCV)."""
-    threads = threads_per_rank(world)
-    torch.set_num_threads(threads)
-    import cv2
-    cv2.setNumThreads(threads)
 
 
 def main(argv=None) -> int:
