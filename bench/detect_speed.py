@@ -20,6 +20,8 @@ Settings:
   regions/s per member on a 2-core CPU the full setting takes minutes per image, so by default the
   warps and forwards run on the first ``--paper-sample`` regions and their times are scaled to the
   full count (they are linear in it: fixed-size batches); ``--paper-sample 0`` runs every region.
+  The detector settings (batch of regions, NMS, ...) are the ``detector`` section of
+  ``configs/ilsvrc2014.yaml``, the paper's setting.
 
 * ``training``: SGD steps per second of one bundled-size member (minibatch of 128 random
   64 px crops, auxiliary heads on) with its network in the contiguous layout and in channels-last,
@@ -238,6 +240,14 @@ def training_rates(steps: int = 4, rounds: int = 3, batch: int = 128) -> dict[st
     return dict(best)
 
 
+def paper_detector_config() -> DetectorConfig:
+    """The ``detector`` section of configs/ilsvrc2014.yaml (the paper's setting)."""
+    from core.config import load_config
+    from detector.config import DetectSchema
+
+    return load_config(DetectSchema, REPO / "configs" / "ilsvrc2014.yaml").detector
+
+
 def run_setting(setting: str, opts: Options) -> dict:
     """Time one setting (``bundled``, ``paper`` or ``training``) in this process; the report as a dict."""
     if opts.threads:
@@ -245,10 +255,10 @@ def run_setting(setting: str, opts: Options) -> dict:
     if setting == "training":
         return {"setting": setting, "threads": torch.get_num_threads(),
                 "train_steps_per_s": training_rates(), "peak_memory_mib": peak_memory_mib()}
-    cfg = DetectorConfig()
+    paper = setting == "paper"
+    cfg = paper_detector_config() if paper else DetectorConfig()
     members = load_members(opts.weights)
     proposer = build_detector_proposer(cfg, opts.weights)
-    paper = setting == "paper"
     if paper:
         members = paper_members(members[0].classes, opts.paper_members)
     regions = opts.paper_regions if paper else 0
