@@ -20,6 +20,7 @@ from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
 from tqdm import tqdm
 
 from core import checkpoint as common
+from core.boxes import flip_boxes
 from core.config import (AT_LEAST_ONE, COUNT, FRACTION, POSITIVE, ConfigError, Range, build_dataclass,
                          check_ranges)
 from core.engine import Recipe, TrainState, fit
@@ -72,8 +73,7 @@ def _sample(ann: ImageAnnotations, root: str, flip: bool):
     labels = torch.from_numpy(ann.labels[keep]).long() + 1
     if flip:
         image = image.flip(-1)
-        w = image.shape[-1]
-        boxes = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], dim=1)
+        boxes = flip_boxes(boxes, image.shape[-1])
     return image, {"boxes": boxes.reshape(-1, 4), "labels": labels}
 
 

@@ -45,12 +45,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.config import load_config
 from core.errors import InputError
 from core.image import load_image
 from detector.classifier import RegionClassifier
 from detector.config import (
     ClassifierConfig,
     DetectorConfig,
+    DetectSchema,
     SamplerConfig,
     TrainConfig,
     member_variant,
@@ -242,9 +244,6 @@ def training_rates(steps: int = 4, rounds: int = 3, batch: int = 128) -> dict[st
 
 def paper_detector_config() -> DetectorConfig:
     """The ``detector`` section of configs/ilsvrc2014.yaml (the paper's setting)."""
-    from core.config import load_config
-    from detector.config import DetectSchema
-
     return load_config(DetectSchema, REPO / "configs" / "ilsvrc2014.yaml").detector
 
 

@@ -23,10 +23,9 @@ from core.distributed import World, gather, shard
 from core.digest import sha256_bytes, sha256_file
 from core.image import load_image
 from detector.config import DetectorConfig
-from detector.dataset_run import FixedProposer, run_detector
+from detector.dataset_run import FixedProposer, run_detector, stored_proposer
 from detector.ensemble import average_probabilities, member_probabilities
-from detector.pipeline import detect, multibox_path, region_boxes, weights_files
-from detector.postprocess import postprocess
+from detector.pipeline import detect, final_detections, multibox_path, region_boxes, weights_files
 from eval.api import evaluate
 from eval.errors import MAIN_ERRORS, tide_errors
 from eval.recall import proposal_recall
@@ -180,8 +179,7 @@ def member_outputs(dataset, members, proposals: dict, cfg: DetectorConfig) -> di
     for ann in tqdm(dataset.images, desc="members", dynamic_ncols=True):
         pixels = load_image(os.path.join(dataset.image_root, ann.file_name)).pixels
         size = (int(pixels.shape[0]), int(pixels.shape[1]))
-        props = FixedProposer(proposals.get(ann.image_id, np.zeros((0, 4), np.float32)))(pixels)
-        boxes = region_boxes(props, size, cfg.max_proposals)
+        boxes = region_boxes(stored_proposer(proposals, ann.image_id)(pixels), size, cfg.max_proposals)
         out[ann.image_id] = (boxes, member_probabilities(pixels, boxes, members, cfg.batch_regions)[0], size)
     return out
 
@@ -203,8 +201,7 @@ def leave_one_out_rows(dataset, members, proposals: dict, done: dict, save,
         if name in rows:
             continue
         keep = [i for i in range(len(members)) if i != left]
-        dets = {image_id: postprocess(boxes, average_probabilities(probs[keep]), size, cfg.score_threshold,
-                                      cfg.nms_iou, cfg.top_k, cfg.pre_nms_per_class)
+        dets = {image_id: final_detections(boxes, average_probabilities(probs[keep]), size, cfg)
                 for image_id, (boxes, probs, size) in outputs.items()}
         rows[name] = score(dataset, dets)
         save(rows)

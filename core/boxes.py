@@ -38,7 +38,7 @@ def __getattr__(name: str):
 __all__ = [
     "as_boxes", "coco_xywh_to_xyxy", "xyxy_to_coco_xywh", "voc_to_xyxy", "xyxy_to_voc",
     "ilsvrc_to_xyxy", "xyxy_to_ilsvrc", "cv_rect_to_xyxy", "xyxy_to_cv_rect", "box_iou",
-    "clip_boxes_to_image", "scale_boxes",
+    "clip_boxes_to_image", "scale_boxes", "flip_boxes",
 ]
 
 
@@ -107,3 +107,12 @@ def xyxy_to_cv_rect(boxes) -> np.ndarray:
 def scale_boxes(boxes, sx: float, sy: float) -> np.ndarray:
     """Map xyxy boxes from a resized image back by the factors ``(sx, sy)``."""
     return np.asarray(boxes, dtype=np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)
+
+
+def flip_boxes(boxes, width: int):
+    """``[N, 4]`` xyxy boxes (tensor or array) mirrored in an image ``width`` pixels wide: a new
+    ``[N, 4]`` of the same type, ``x1' = width - x2``, ``x2' = width - x1``."""
+    out = boxes[:, [2, 1, 0, 3]]  # fancy indexing copies, for tensors and arrays alike
+    out[:, 0] = width - out[:, 0]
+    out[:, 2] = width - out[:, 2]
+    return out

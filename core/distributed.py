@@ -129,6 +129,18 @@ def join_process_group(world: World, device: str = "cpu") -> None:
     atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
 
 
+def trainer_world(device: str) -> tuple[World, str]:
+    """This process's world and device for a trainer's whole run: under torchrun each rank takes its
+    share of the machine's cores and its own GPU and joins the process group (DDP needs it for the
+    whole run); without torchrun a world of one and ``device`` unchanged."""
+    world = world_from_env()
+    if world.size > 1:
+        set_threads(world)
+        device = rank_device(world, device)
+        join_process_group(world, device)
+    return world, device
+
+
 def set_threads(world: World) -> None:
     """Each rank takes :func:`threads_per_rank` of this machine's cores (torch and OpenCV)."""
     threads = threads_per_rank(world)
@@ -165,13 +177,18 @@ def block(n: int, world: World) -> slice:
     return slice(world.rank * n // world.size, (world.rank + 1) * n // world.size)
 
 
-def sum_over_ranks(value: float) -> float:
-    """The sum of ``value`` over the ranks (``value`` itself without a process group)."""
+def _reduce_scalar(value: float, op: str) -> float:
+    """``value`` reduced over the ranks with ``op`` ("SUM", "MAX"; itself without a process group)."""
     if ranks() == 1:
         return value
-    total = torch.tensor(float(value), dtype=torch.float64)
-    dist.all_reduce(total)
-    return float(total)
+    out = torch.tensor(float(value), dtype=torch.float64)
+    dist.all_reduce(out, op=getattr(dist.ReduceOp, op))
+    return float(out)
+
+
+def sum_over_ranks(value: float) -> float:
+    """The sum of ``value`` over the ranks (``value`` itself without a process group)."""
+    return _reduce_scalar(value, "SUM")
 
 
 def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
@@ -186,11 +203,7 @@ def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
 
 def max_over_ranks(value: float) -> float:
     """The largest ``value`` of any rank (so all ranks take the same decision, e.g. a time budget)."""
-    if ranks() == 1:
-        return value
-    top = torch.tensor(float(value), dtype=torch.float64)
-    dist.all_reduce(top, op=dist.ReduceOp.MAX)
-    return float(top)
+    return _reduce_scalar(value, "MAX")
 
 
 def on_main(fn: Callable[[], Any]) -> Any:

@@ -45,6 +45,11 @@ class FixedProposer:
         return self.proposals
 
 
+def stored_proposer(proposals: dict, image_id: int) -> FixedProposer:
+    """The precomputed proposals of one image (``image_id -> Proposals`` or boxes); none if missing."""
+    return FixedProposer(proposals.get(image_id, np.zeros((0, 4), np.float32)))
+
+
 def run_detector(dataset: DetectionDataset, members: list[RegionClassifier], cfg: DetectorConfig,
                  proposer: Proposer | None = None, proposals: dict | None = None,
                  progress: bool = True,
@@ -66,8 +71,7 @@ def run_detector(dataset: DetectionDataset, members: list[RegionClassifier], cfg
     out: dict[int, Detections] = {}
     for ann in tqdm(dataset.images, desc="detect", disable=not progress, dynamic_ncols=True):
         pixels = load_image(os.path.join(dataset.image_root, ann.file_name)).pixels
-        source = proposer if proposer is not None else \
-            FixedProposer(proposals.get(ann.image_id, np.zeros((0, 4), np.float32)))
+        source = proposer if proposer is not None else stored_proposer(proposals, ann.image_id)
         out[ann.image_id] = detect(pixels, source, members, cfg)
         if on_result is not None:
             on_result(ann.image_id, out[ann.image_id])

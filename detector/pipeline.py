@@ -110,8 +110,13 @@ def detect_regions(image: np.ndarray, proposals: Proposals, members: list[Region
         with watch("box regression"):
             boxes = regress_boxes(boxes, features, members)
     with watch("nms"):
-        return postprocess(boxes, probs, size, cfg.score_threshold, cfg.nms_iou, cfg.top_k,
-                           cfg.pre_nms_per_class)
+        return final_detections(boxes, probs, size, cfg)
+
+
+def final_detections(boxes: Tensor, probs: Tensor, size: tuple[int, int], cfg: DetectorConfig) -> Detections:
+    """Per-class NMS, threshold and caps of ``cfg`` on averaged probabilities ``[R, K+1]`` of regions
+    ``boxes`` (``[R, 4]``, or ``[R, K, 4]`` regressed) in an image of ``size`` (h, w)."""
+    return postprocess(boxes, probs, size, cfg.score_threshold, cfg.nms_iou, cfg.top_k, cfg.pre_nms_per_class)
 
 
 def _member_number(path: str) -> int:

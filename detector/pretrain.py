@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +29,8 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from bench.synthetic import CLASSES, SyntheticConfig, SyntheticImage, render_image
+from bench.synthetic import CLASSES, SyntheticConfig, SyntheticImage, image_rng, render_image
+from core.boxes import flip_boxes
 from core.checkpoint import load_weights_only, state_mismatch
 from core.config import COUNT, FRACTION, IOU, POSITIVE, check_ranges
 from core.distributed import World, block
@@ -88,10 +88,6 @@ class PretrainConfig:
 RESUMABLE = ("train.epochs", "stream.workers")
 
 
-def _batch_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(split.encode()), int(index)]))
-
-
 def _object_boxes(rng: np.random.Generator, gt: np.ndarray, cfg: StreamConfig) -> np.ndarray:
     """Jittered copies of ``gt [N, 4]`` that keep IoU >= ``fg_iou`` with their box (else the box)."""
     u = rng.uniform(-1, 1, (len(gt), 4)).astype(np.float32)
@@ -140,7 +136,7 @@ def region_boxes(rng: np.random.Generator, image: SyntheticImage, cfg: StreamCon
     height, width = pixels.shape[:2]
     if cfg.flip and rng.random() < 0.5:
         pixels = pixels[:, ::-1]
-        gt = np.stack([width - gt[:, 2], gt[:, 1], width - gt[:, 0], gt[:, 3]], 1).reshape(-1, 4)
+        gt = flip_boxes(gt.reshape(-1, 4), width)
     fg = np.clip(_object_boxes(rng, gt, cfg), 0, [width, height, width, height])[:want_fg]
     ratio = cfg.background_fraction / max(1e-6, 1.0 - cfg.background_fraction)
     bg = _background_boxes(rng, gt, min(want_bg, max(2, math.ceil(len(fg) * ratio))), width, height, cfg)
@@ -164,7 +160,7 @@ def crop_batch(seed: int, split: str, index: int, classifier: ClassifierConfig,
 
     The same arguments give the same crops, whichever process renders them.
     """
-    rng = _batch_rng(seed, split, index)
+    rng = image_rng(seed, split, index)  # the generator's own per-index seeding
     want_fg, want_bg = _quotas(cfg)
     crops, labels = [], []
     while want_fg > 0 or want_bg > 0:

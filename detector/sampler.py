@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
+from core.boxes import flip_boxes
 from core.structures import DetectionDataset, ImageAnnotations
 from detector.config import SamplerConfig
 
@@ -69,11 +70,6 @@ def label_windows(proposals: np.ndarray, ann: ImageAnnotations, cfg: SamplerConf
     fg = ious >= cfg.fg_iou
     labels[fg] = fg_labels[fg]
     return LabelledWindows(boxes, labels, ious)
-
-
-def flip_boxes(boxes: Tensor, width: int) -> Tensor:
-    """Mirror ``[N, 4]`` xyxy boxes in an image ``width`` pixels wide."""
-    return torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
 
 
 def _choose(n_pool: int, n: int, gen: torch.Generator, replace: bool) -> Tensor:

@@ -31,7 +31,7 @@ import torch
 
 from core.cli import run
 from core.config import add_config_args, config_to_dict, load_config, save_config
-from core.distributed import ddp_model, join_process_group, rank_device, set_threads, world_from_env
+from core.distributed import ddp_model, trainer_world
 from core.draw import contact_sheet, save_image
 from core.engine import fit
 from core.engine import resume as engine_resume
@@ -39,8 +39,8 @@ from core.io import write_json
 from detector.checkpoint import KIND, save_checkpoint, upgrade
 from detector.classifier import RegionClassifier
 from detector.config import ClassifierConfig
-from detector.pretrain import (RESUMABLE, CropStream, PretrainConfig, StreamConfig, crop_batch, heldout_accuracy,
-                               heldout_set, pretrain_recipe, stream_classes)
+from detector.pretrain import (RESUMABLE, TRAIN_SPLIT, CropStream, PretrainConfig, StreamConfig, crop_batch,
+                               heldout_accuracy, heldout_set, pretrain_recipe, stream_classes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +61,7 @@ def parse_args(argv):
 
 def stream_preview(classifier: ClassifierConfig, stream: StreamConfig, seed: int, path: str, count: int = 32) -> None:
     """A contact sheet of the stream's first ``count`` crops, each titled with its label."""
-    crops, labels = crop_batch(seed, "pretrain", 0, classifier, stream)
+    crops, labels = crop_batch(seed, TRAIN_SPLIT, 0, classifier, stream)
     names = ["background"] + stream_classes()
     mean, std = torch.tensor(classifier.mean)[:, None, None], torch.tensor(classifier.std)[:, None, None]
     tiles = [np.ascontiguousarray((((c * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0)).numpy())
@@ -72,15 +72,12 @@ def stream_preview(classifier: ClassifierConfig, stream: StreamConfig, seed: int
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = load_config(Schema, args.config, args.overrides)
-    world = world_from_env()
-    if world.size > 1:  # under torchrun: each rank its share of the cores, one GPU each
-        set_threads(world)
-        args.device = rank_device(world, args.device)
-        join_process_group(world, args.device)
+    world, args.device = trainer_world(args.device)
     torch.manual_seed(cfg.train.seed)
     model = RegionClassifier(stream_classes(), cfg.classifier).to(args.device)
     stream = CropStream(cfg.train.seed, cfg.classifier, cfg.stream)
-    heldout = heldout_set(cfg.train.seed, cfg.classifier, cfg.stream)
+    # only rank 0 evaluates (core.engine), so only it renders the held-out crops
+    heldout = heldout_set(cfg.train.seed, cfg.classifier, cfg.stream) if world.is_main else None
     path = os.path.join(args.out, "pretrain.pt")
     os.makedirs(args.out, exist_ok=True)
     if world.is_main:

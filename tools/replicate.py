@@ -27,7 +27,6 @@ import argparse
 import os
 import sys
 
-import torch
 
 from bench.replicate import (all_proposals, baseline_row, claim_rows, detector_rows, images_for_timing,
                              leave_one_out_rows, markdown, measure_proposals, previous_rows, run_key)
@@ -84,8 +83,6 @@ def main(argv=None) -> int:
     world = world_from_env()
     if world.size > 1:
         set_threads(world)
-    else:
-        torch.set_num_threads(max(1, torch.get_num_threads()))
     dataset = read_split(args.val, args.images)
     members = load_members(args.weights)
     with process_group(world):
@@ -102,6 +99,7 @@ def main(argv=None) -> int:
     write_json(args.out + ".json", {**done, **rows, "baseline": base, "claims": claims}, indent=2)
     print(text)
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(run(main))

@@ -42,7 +42,7 @@ import torch
 from core.cli import run
 from core.config import (COUNT, add_config_args, check_ranges, config_to_dict, load_config,
                          save_config)
-from core.distributed import World, gather, join_process_group, rank_device, set_threads, shard, world_from_env
+from core.distributed import World, gather, shard, trainer_world
 from core.formats.coco import read_split
 from core.io import write_json
 from detector.bbox_regression import train_box_regressor
@@ -132,11 +132,7 @@ def pretrained_config(cfg: Schema, blob: dict | None) -> Schema:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    world = world_from_env()
-    if world.size > 1:
-        set_threads(world)
-        args.device = rank_device(world, args.device)
-        join_process_group(world, args.device)
+    world, args.device = trainer_world(args.device)
     cfg = member_config(load_config(Schema, args.config, args.overrides), args.member)
     blob = read_pretrained(args.pretrained) if args.pretrained else None
     if args.pretrained:

@@ -27,7 +27,7 @@ import torch
 
 from core.cli import run
 from core.config import add_config_args, config_to_dict, load_config, save_config
-from core.distributed import join_process_group, rank_device, set_threads, world_from_env
+from core.distributed import trainer_world
 from core.engine import fit
 from core.errors import InputError
 from core.formats.coco import read_split
@@ -120,11 +120,7 @@ def main(argv=None) -> int:
     if args.eval_only:
         return evaluate_only(args, cfg)
     mcfg, tcfg = cfg.multibox, cfg.train
-    world = world_from_env()
-    if world.size > 1:
-        set_threads(world)
-        args.device = rank_device(world, args.device)
-        join_process_group(world, args.device)
+    world, args.device = trainer_world(args.device)
     torch.manual_seed(tcfg.seed)
     train_images, train_targets, _ = load_split(read_split(cfg.data.train, tcfg.max_images), mcfg.input_size)
     val = read_split(cfg.data.val, tcfg.val_images) if cfg.data.val else None

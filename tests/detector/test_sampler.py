@@ -6,7 +6,8 @@ from torchvision.ops import box_iou
 
 from core.structures import DetectionDataset, ImageAnnotations
 from detector.config import SamplerConfig
-from detector.sampler import RegionSampler, flip_boxes, label_windows
+from core.boxes import flip_boxes
+from detector.sampler import RegionSampler, label_windows
 
 GT = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], np.float32)
 
