@@ -159,10 +159,16 @@ def rank_device(world: World, device: str) -> str:
 
 def gather(world: World, value) -> list:
     """Every rank's ``value`` (picklable), in rank order, on every rank; also a barrier."""
-    if world.size == 1:
-        return [value]
-    out: list = [None] * world.size
-    dist.all_gather_object(out, value)
+    return gather_rows(value) if world.size > 1 else [value]
+
+
+def gather_rows(rows) -> list:
+    """Every rank's ``rows`` (picklable), in rank order, on every rank of the joined process group
+    (``[rows]`` without one)."""
+    if ranks() == 1:
+        return [rows]
+    out: list = [None] * ranks()
+    dist.all_gather_object(out, rows)
     return out
 
 

@@ -71,12 +71,14 @@ class TrainConfig:
     cache_images: bool = True  # keep decoded training images in memory
     bbox_regression: bool = False  # fit R-CNN's box regressors after the last epoch (~3 CPU-minutes;
     # detection uses them only with detector.bbox_regression)
+    ohem_bg: int = 0  # online hard-example mining: only the N background regions of a minibatch with the
+    # highest loss count in it, with every object region (0 = all count: R-CNN's fine-tuning)
 
     def __post_init__(self):
         check_ranges(self, epochs=AT_LEAST_ONE, lr=POSITIVE, momentum=Range(0, 1, hi_open=True),
                      weight_decay=COUNT, lr_steps=AT_LEAST_ONE, lr_gamma=Range(0, 1, lo_open=True),
                      warmup_iters=COUNT, aux_weight=COUNT, seed=COUNT, val_images=Range(-1),
-                     val_batches=AT_LEAST_ONE)
+                     val_batches=AT_LEAST_ONE, ohem_bg=COUNT)
 
 
 @dataclass(frozen=True)

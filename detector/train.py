@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.distributed import World, block, ddp_model, global_minibatch, mean_over_ranks, ranks
+from core.distributed import (World, block, ddp_model, gather_rows, global_minibatch, mean_over_ranks, ranks,
+                              sum_over_ranks)
 from core.engine import Recipe, TrainState, epoch_generator, train_one_epoch
 from core.engine import fit as run_engine
 from core.engine import resume as engine_resume
@@ -89,10 +90,15 @@ def make_batch(model: RegionClassifier, store: ImageStore, samples: list[ImageSa
     return torch.cat(crops), torch.cat(labels).to(device)
 
 
-def region_loss(outputs, labels: Tensor, aux_weight: float, per: float | None = None) -> Tensor:
+def region_loss(outputs, labels: Tensor, aux_weight: float, per: float | None = None,
+                keep: Tensor | None = None) -> Tensor:
     """Softmax loss of the main head plus ``aux_weight`` × each auxiliary head's (GLN): each the
-    mean over the regions, or with ``per`` their sum divided by ``per``."""
+    mean over the regions, or with ``per`` their sum divided by ``per``. With ``keep`` (a row
+    mask, :func:`hardest_background`) only the kept rows count."""
     def loss(logits: Tensor) -> Tensor:
+        if keep is not None:
+            rows = F.cross_entropy(logits, labels, reduction="none")[keep]
+            return rows.sum() / (per if per is not None else max(len(rows), 1))
         if per is None:
             return F.cross_entropy(logits, labels)
         return F.cross_entropy(logits, labels, reduction="sum") / per
@@ -101,6 +107,18 @@ def region_loss(outputs, labels: Tensor, aux_weight: float, per: float | None = 
         main, *aux = outputs
         return loss(main) + aux_weight * sum(loss(a) for a in aux)
     return loss(outputs)
+
+
+@torch.no_grad()
+def hardest_background(logits: Tensor, labels: Tensor, count: int) -> Tensor:
+    """Online hard-example mining's row mask: every object row, and the ``count`` background rows
+    of the whole minibatch (all ranks' rows under torchrun) whose main-head loss is highest."""
+    losses = F.cross_entropy(logits.float(), labels, reduction="none")
+    background = labels == 0
+    pool = torch.cat([torch.as_tensor(v) for v in gather_rows(losses[background].cpu().numpy())])
+    if len(pool) <= count:
+        return torch.ones_like(background)
+    return ~background | (losses >= pool.topk(count).values[-1].to(losses.device))
 
 
 def learning_rate(cfg: TrainConfig, epoch: int, iteration: int) -> float:
@@ -112,24 +130,31 @@ def learning_rate(cfg: TrainConfig, epoch: int, iteration: int) -> float:
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, crops: Tensor,
-               labels: Tensor, aux_weight: float = 0.3, total: int | None = None) -> float:
+               labels: Tensor, aux_weight: float = 0.3, total: int | None = None, ohem_bg: int = 0) -> float:
     """One SGD step on a minibatch ``[B, 3, S, S]``; returns the loss.
 
     Under torchrun ``model`` is the classifier in DistributedDataParallel, ``crops`` this rank's
     share of a minibatch of ``total`` regions: the rank's loss is its regions' summed loss over
     ``total / ranks``, so DDP's mean of the ranks' gradients is the gradient of the minibatch's
-    mean loss, which is returned on every rank. The model and crops are put in channels-last
-    layout (NHWC), in which CPU convolutions run faster; the weights keep their values and
-    checkpoints store the default layout.
+    mean loss, which is returned on every rank. With ``ohem_bg`` > 0 only the objects and the
+    ``ohem_bg`` hardest background regions count (:func:`hardest_background`). The model and
+    crops are put in channels-last layout (NHWC), in which CPU convolutions run faster; the
+    weights keep their values and checkpoints store the default layout.
     """
     model.train()
     model.to(memory_format=torch.channels_last)
+    crops = crops.contiguous(memory_format=torch.channels_last)
     if total is None:
-        loss = region_loss(model(crops.contiguous(memory_format=torch.channels_last)), labels, aux_weight)
+        outputs = model(crops)
     else:
         with global_minibatch(total):  # dropout masks: this rank's rows of the minibatch's
-            outputs = model(crops.contiguous(memory_format=torch.channels_last))
-        loss = region_loss(outputs, labels, aux_weight, total / ranks())
+            outputs = model(crops)
+    keep = None
+    if ohem_bg:
+        keep = hardest_background(outputs[0] if isinstance(outputs, tuple) else outputs, labels, ohem_bg)
+        if total is not None:
+            total = int(sum_over_ranks(float(keep.sum())))
+    loss = region_loss(outputs, labels, aux_weight, None if total is None else total / ranks(), keep)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -178,7 +203,7 @@ def member_recipe(model: RegionClassifier, optimizer: torch.optim.Optimizer, sam
     def step(batch, state: TrainState) -> dict[str, float]:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, state.epoch, state.iteration)
-        return {"loss": train_step(net or model, optimizer, *batch[:2], cfg.aux_weight, batch[2])}
+        return {"loss": train_step(net or model, optimizer, *batch[:2], cfg.aux_weight, batch[2], cfg.ohem_bg)}
 
     return Recipe(cfg.epochs, batches, step, save, evaluate, seed=cfg.seed, steps_per_epoch=len(sampler),
                   name="member")

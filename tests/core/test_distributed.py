@@ -82,6 +82,11 @@ out = {{"dropped": dropped, "grads": {{k: p.grad for k, p in model.named_paramet
        "buffers": {{k: b for k, b in model.named_buffers()}},
        "loss": mean_over_ranks({{"loss": float(loss)}})["loss"],
        "main": on_main(lambda: world.rank + 10)}}
+from detector.train import hardest_background
+from test_distributed import ohem_rows
+logits, labels = ohem_rows()
+rows = block(len(labels), world)
+out["ohem"] = hardest_background(logits[rows], labels[rows], 5)  # the minibatch's 5 hardest, not the rank's
 from core.engine import Recipe, fit
 
 def mark(name):
@@ -95,6 +100,11 @@ out["history"] = state.history
 torch.save(out, {out!r} + str(world.rank))
 dist.destroy_process_group()
 """
+
+
+def ohem_rows():
+    """22 rows of logits and labels, 16 of them background, for online hard-example mining."""
+    return torch.randn(22, 5, generator=torch.Generator().manual_seed(3)), torch.tensor([0, 1, 0, 0, 2] * 4 + [0, 0])
 
 
 def reference(dtype) -> dict:
@@ -116,6 +126,8 @@ def test_two_gloo_ranks_give_one_process_gradient_loss_and_batchnorm_statistics(
     ranks = [torch.load(tmp_path / f"rank{r}", weights_only=True) for r in range(2)]
     exact, single = reference(torch.float64), reference(torch.float32)
     assert [r["main"] for r in ranks] == [10, 10]
+    from detector.train import hardest_background
+    assert torch.equal(torch.cat([r["ohem"] for r in ranks]), hardest_background(*ohem_rows(), 5))
     torch.manual_seed(7)  # the ranks' dropout masks are one process's, cut in blocks
     assert torch.equal(torch.cat([r["dropped"] for r in ranks]), F.dropout(torch.ones(22, 4), 0.5))
     # the engine: rank 0 alone validates and saves (after each epoch), every rank keeps its rows

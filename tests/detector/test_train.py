@@ -7,7 +7,8 @@ from detector.checkpoint import save_checkpoint
 from detector.classifier import RegionClassifier
 from detector.config import SamplerConfig, TrainConfig
 from detector.sampler import RegionSampler
-from detector.train import ImageStore, TrainState, fit, learning_rate, make_optimizer, region_loss, resume
+from detector.train import (ImageStore, TrainState, fit, hardest_background, learning_rate, make_optimizer,
+                            region_loss, resume, train_step)
 
 
 def test_a_few_epochs_lower_the_loss(tiny_model):
@@ -22,6 +23,28 @@ def test_aux_losses_have_weight_03():
     want = F.cross_entropy(main, labels) + 0.3 * (F.cross_entropy(a1, labels) + F.cross_entropy(a2, labels))
     assert torch.allclose(region_loss((main, a1, a2), labels, 0.3), want)
     assert torch.allclose(region_loss(main, labels, 0.3), F.cross_entropy(main, labels))
+
+
+def test_ohem_keeps_every_object_and_the_hardest_background_rows():
+    logits = torch.tensor([[5.0, 0], [0, 5], [0, 5], [1, 0], [0, 1], [0, 0]])
+    labels = torch.tensor([0, 1, 0, 0, 0, 1])
+    keep = hardest_background(logits, labels, 2)  # background losses: tiny, 5.0, 0.31, 1.31
+    assert keep.tolist() == [False, True, True, False, True, True]
+    rows = F.cross_entropy(logits, labels, reduction="none")
+    assert torch.allclose(region_loss(logits, labels, 0.3, keep=keep), rows[keep].mean())
+    assert hardest_background(logits, labels, 4).all()  # as many as there are: all count
+
+
+def test_ohem_with_room_for_every_background_row_is_the_plain_step():
+    g = torch.Generator().manual_seed(0)
+    crops, labels = torch.randn(6, 3, 16, 16, generator=g), torch.tensor([0, 1, 0, 2, 0, 0])
+    steps = []
+    for ohem_bg in (0, 10):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3))
+        model(crops)
+        steps.append(train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), crops, labels, ohem_bg=ohem_bg))
+    assert steps[0] == pytest.approx(steps[1], rel=1e-6)
 
 
 def test_learning_rate_schedule():
