@@ -220,19 +220,21 @@ def time_images(paths, proposer, members, cfg: DetectorConfig, regions: int = 0,
 
 
 def training_rates(steps: int = 4, rounds: int = 3, batch: int = 128) -> dict[str, float]:
-    """SGD steps/s of a bundled-size member per layout (contiguous, channels-last), best round."""
+    """SGD steps/s of a bundled-size member per layout (contiguous, channels-last) and, where the CPU
+    has it, channels-last under bfloat16 autocast (``train.dtype``), best round."""
     torch.manual_seed(0)
     crops = torch.randn(batch, 3, 64, 64)
     labels = torch.randint(0, 16, (batch,))
     best: dict[str, float] = defaultdict(float)
     for _ in range(rounds):
-        for name, fmt in (("fp32 contiguous", torch.contiguous_format), ("fp32 channels-last", torch.channels_last)):
+        for name, fmt, dtype in layouts(torch.device("cpu")):
             net = RegionClassifier([str(k) for k in range(15)], ClassifierConfig()).net.to(memory_format=fmt).train()
             optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
             x = crops.contiguous(memory_format=fmt)
             start = time.perf_counter()
             for _ in range(steps):
-                logits, aux1, aux2 = net(x)
+                with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+                    logits, aux1, aux2 = net(x)
                 loss = sum(w * torch.nn.functional.cross_entropy(o, labels)
                            for w, o in ((1.0, logits), (0.3, aux1), (0.3, aux2)))
                 optimizer.zero_grad()

@@ -22,6 +22,11 @@ from nets.inception import Inception, normalize
 REGRESSION_GRID = 2  # features for box regression: the 5b map pooled to 2x2
 
 
+def autocast_dtype(name: str) -> torch.dtype | None:
+    """The autocast dtype a config's ``dtype`` names (None for float32: no autocast)."""
+    return None if name == "float32" else getattr(torch, name)
+
+
 class RegionClassifier(nn.Module):
     """Inception over warped regions, ``K + 1`` logits (background first).
 

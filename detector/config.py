@@ -55,6 +55,9 @@ class SamplerConfig:
                               f"{self.bg_iou_hi})")
 
 
+DTYPES = ("float32", "bfloat16")  # TrainConfig.dtype, DetectorConfig.dtype
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 4  # fine-tuning the pretrained network (tools/pretrain.py); from scratch 12 paid (README)
@@ -73,12 +76,13 @@ class TrainConfig:
     # detection uses them only with detector.bbox_regression)
     ohem_bg: int = 0  # online hard-example mining: only the N background regions of a minibatch with the
     # highest loss count in it, with every object region (0 = all count: R-CNN's fine-tuning)
+    dtype: str = "float32"  # or bfloat16: the training forward under autocast (AVX-512 BF16 CPUs, CUDA)
 
     def __post_init__(self):
         check_ranges(self, epochs=AT_LEAST_ONE, lr=POSITIVE, momentum=Range(0, 1, hi_open=True),
                      weight_decay=COUNT, lr_steps=AT_LEAST_ONE, lr_gamma=Range(0, 1, lo_open=True),
                      warmup_iters=COUNT, aux_weight=COUNT, seed=COUNT, val_images=Range(-1),
-                     val_batches=AT_LEAST_ONE, ohem_bg=COUNT)
+                     val_batches=AT_LEAST_ONE, ohem_bg=COUNT, dtype=DTYPES)
 
 
 @dataclass(frozen=True)
@@ -90,9 +94,6 @@ class BBoxRegressionConfig:
 
     def __post_init__(self):
         check_ranges(self, min_iou=IOU, ridge_lambda=COUNT, max_per_class=AT_LEAST_ONE, images=COUNT)
-
-
-DTYPES = ("float32", "bfloat16")  # DetectorConfig.dtype
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from core.errors import InputError
 from core.structures import Detections
 from detector.bbox_regression import average_boxes
 from detector.checkpoint import load_member
-from detector.classifier import RegionClassifier
+from detector.classifier import RegionClassifier, autocast_dtype
 from detector.config import DetectorConfig
 from detector.ensemble import (
     average_probabilities,
@@ -98,7 +98,7 @@ def detect_regions(image: np.ndarray, proposals: Proposals, members: list[Region
     size = (int(image.shape[0]), int(image.shape[1]))
     boxes = region_boxes(proposals, size, cfg.max_proposals)
     with_features = cfg.bbox_regression and any(m.box_regressor is not None for m in members)
-    dtype = getattr(torch, cfg.dtype) if cfg.dtype != "float32" else None
+    dtype = autocast_dtype(cfg.dtype)
     if cfg.cascade_top > 0:
         probs = cascade_probabilities(image, boxes, members, cfg.cascade_top, cfg.batch_regions, watch, dtype)
     else:

@@ -36,7 +36,7 @@ from core.engine import resume as engine_resume
 from core.errors import InputError
 from core.image import load_image
 from core.structures import DetectionDataset, Detections
-from detector.classifier import RegionClassifier
+from detector.classifier import RegionClassifier, autocast_dtype
 from detector.config import DetectorConfig, SamplerConfig, TrainConfig
 from detector.sampler import ImageSample, RegionSampler, take_regions
 from detector.warp import jitter_boxes
@@ -130,25 +130,28 @@ def learning_rate(cfg: TrainConfig, epoch: int, iteration: int) -> float:
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, crops: Tensor,
-               labels: Tensor, aux_weight: float = 0.3, total: int | None = None, ohem_bg: int = 0) -> float:
+               labels: Tensor, aux_weight: float = 0.3, total: int | None = None, ohem_bg: int = 0,
+               dtype: torch.dtype | None = None) -> float:
     """One SGD step on a minibatch ``[B, 3, S, S]``; returns the loss.
 
     Under torchrun ``model`` is the classifier in DistributedDataParallel, ``crops`` this rank's
     share of a minibatch of ``total`` regions: the rank's loss is its regions' summed loss over
     ``total / ranks``, so DDP's mean of the ranks' gradients is the gradient of the minibatch's
     mean loss, which is returned on every rank. With ``ohem_bg`` > 0 only the objects and the
-    ``ohem_bg`` hardest background regions count (:func:`hardest_background`). The model and
+    ``ohem_bg`` hardest background regions count (:func:`hardest_background`). With ``dtype``
+    (``torch.bfloat16``) the forward runs under autocast; the weights stay float32. The model and
     crops are put in channels-last layout (NHWC), in which CPU convolutions run faster; the
     weights keep their values and checkpoints store the default layout.
     """
     model.train()
     model.to(memory_format=torch.channels_last)
     crops = crops.contiguous(memory_format=torch.channels_last)
-    if total is None:
-        outputs = model(crops)
-    else:
-        with global_minibatch(total):  # dropout masks: this rank's rows of the minibatch's
+    with torch.autocast(crops.device.type, dtype=dtype, enabled=dtype is not None):
+        if total is None:
             outputs = model(crops)
+        else:
+            with global_minibatch(total):  # dropout masks: this rank's rows of the minibatch's
+                outputs = model(crops)
     keep = None
     if ohem_bg:
         keep = hardest_background(outputs[0] if isinstance(outputs, tuple) else outputs, labels, ohem_bg)
@@ -203,7 +206,8 @@ def member_recipe(model: RegionClassifier, optimizer: torch.optim.Optimizer, sam
     def step(batch, state: TrainState) -> dict[str, float]:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, state.epoch, state.iteration)
-        return {"loss": train_step(net or model, optimizer, *batch[:2], cfg.aux_weight, batch[2], cfg.ohem_bg)}
+        return {"loss": train_step(net or model, optimizer, *batch[:2], cfg.aux_weight, batch[2], cfg.ohem_bg,
+                                   autocast_dtype(cfg.dtype))}
 
     return Recipe(cfg.epochs, batches, step, save, evaluate, seed=cfg.seed, steps_per_epoch=len(sampler),
                   name="member")
