@@ -46,7 +46,7 @@ RESUMABLE = ("data", "multibox.nms_iou", "multibox.top_k", "train.epochs", "trai
 class MultiBoxTrainConfig:
     """Optimisation of :class:`~proposals.multibox.MultiBoxNet` (tools/train_multibox.py's "train" section)."""
 
-    epochs: int = 20  # from the pretrained trunk (tools/pretrain.py --pretrained): recall still rose at 15
+    epochs: int = 12  # from the pretrained trunk (tools/pretrain.py --pretrained): val recall is flat after 12 (README)
     batch_size: int = 32
     lr: float = 0.003  # AdamW peak, cosine decay per epoch (1e-3 learned too slowly in 20 epochs)
     weight_decay: float = 0.0001

@@ -4,8 +4,9 @@
 #     bash tools/train_bundled.sh            # every step resumes: re-run it after an interruption
 #
 # Steps: generate the train split (seed 1) and a val split (seed 2, never used for training);
-# pretrain a region classifier on rendered crops (tools/pretrain.py, while the train and val
-# proposals fill the cache); train MultiBox from its trunk (tools/train_multibox.py --pretrained);
+# pretrain a region classifier on rendered crops (tools/pretrain.py, 3 x 8 epochs; the train and
+# val proposals fill the cache beside the first 8); train MultiBox from its trunk after 16 epochs
+# (tools/train_multibox.py --pretrained, beside the last 8);
 # fine-tune the six region classifiers from it (tools/train.py --pretrained, members 0..5, each with
 # its own seed, context padding and crop jitter); export slim fp16 copies with their configs, class
 # names and the commit they were trained from to assets/model/.
@@ -31,19 +32,30 @@ split() {  # split NAME IMAGES SEED
 split train "$TRAIN_IMAGES" 1
 split val "$VAL_IMAGES" 2
 
-# The train/val proposals once (one process), side by side with the pretraining.
+# The train/val proposals once (one process), side by side with the pretraining's first stage.
 "$PY" tools/train.py --config configs/detector.yaml --member 0 --out "$RUNS/detector" --proposals-only \
     --set "data.train=$DATA/train" --set "data.val=$DATA/val" --set data.workers=1 &
 proposals=$!
-OMP_NUM_THREADS=$((${THREADS:-1} * JOBS)) "$PY" tools/pretrain.py --config configs/pretrain.yaml \
-    --out "$RUNS/pretrain" --resume
+pretrain() {  # pretrain EPOCHS: resume the pretraining and stretch it to EPOCHS (a lower cosine restart)
+    OMP_NUM_THREADS=$((${THREADS:-1} * JOBS)) "$PY" tools/pretrain.py --config configs/pretrain.yaml \
+        --out "$RUNS/pretrain" --resume --set "train.epochs=$1"
+}
+# Three stages of 8 epochs: each resume re-plans the cosine over the longer run, so the rate
+# restarts at 0.01, then at 0.005 (README, "Pretraining and the recipe").
+pretrain 8
 wait "$proposals"
+pretrain 16
 PRETRAINED="$RUNS/pretrain/pretrain.pt"
+[ -f "$RUNS/pretrain16.pt" ] || cp "$PRETRAINED" "$RUNS/pretrain16.pt"
 
-"$PY" tools/train_multibox.py --config configs/multibox.yaml --train "$DATA/train" --val "$DATA/val" \
-    --out "$RUNS/multibox" --resume --pretrained "$PRETRAINED"
+# MultiBox from the 16-epoch trunk, side by side with the last pretraining stage.
 mkdir -p assets/model
-"$PY" tools/export_multibox.py "$RUNS/multibox/checkpoint.pt" assets/model/multibox.pt
+("$PY" tools/train_multibox.py --config configs/multibox.yaml --train "$DATA/train" --val "$DATA/val" \
+    --out "$RUNS/multibox" --resume --pretrained "$RUNS/pretrain16.pt" && \
+ "$PY" tools/export_multibox.py "$RUNS/multibox/checkpoint.pt" assets/model/multibox.pt) &
+multibox=$!
+pretrain 24
+wait "$multibox"
 
 overrides=(--set "data.train=$DATA/train" --set "data.val=$DATA/val"
            --set "data.multibox_weights=assets/model/multibox.pt" --pretrained "$PRETRAINED")
