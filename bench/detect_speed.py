@@ -58,6 +58,7 @@ from detector.config import (
     member_variant,
 )
 from detector.pipeline import build_detector_proposer, detect_regions, load_members
+from detector.train import region_loss
 from proposals.base import SOURCE_SS, Proposals
 from proposals.merge import MergedProposer, merge_proposals
 
@@ -234,9 +235,8 @@ def training_rates(steps: int = 4, rounds: int = 3, batch: int = 128) -> dict[st
             start = time.perf_counter()
             for _ in range(steps):
                 with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-                    logits, aux1, aux2 = net(x)
-                loss = sum(w * torch.nn.functional.cross_entropy(o, labels)
-                           for w, o in ((1.0, logits), (0.3, aux1), (0.3, aux2)))
+                    outputs = net(x)
+                loss = region_loss(outputs, labels, TrainConfig().aux_weight)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
