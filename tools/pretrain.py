@@ -18,6 +18,14 @@ Under ``torchrun --nproc_per_node N tools/pretrain.py ...`` (same arguments) the
 minibatch (DistributedDataParallel, BatchNorm and dropout synchronised as in tools/train.py): every
 rank renders the whole minibatch and trains on its block, so the run equals one process's within
 float tolerance; rank 0 evaluates and writes the files.
+
+    python tools/pretrain.py --heldout CHECKPOINT [CHECKPOINT ...] [--json OUT.json] [--config ...]
+
+trains nothing: it scores each region-classifier checkpoint (a pretraining run's pretrain.pt or an
+ensemble member, exported or not) on the held-out crops a pretraining run reports (the stream and
+seed of --config; warped with each checkpoint's own input size and context), one line per
+checkpoint: objects named, objects called background, background called background. A
+checkpoint that cannot be scored costs one stderr line and the others go on (exit status 1).
 """
 from __future__ import annotations
 
@@ -35,8 +43,9 @@ from core.distributed import ddp_model, trainer_world
 from core.draw import contact_sheet, save_image
 from core.engine import fit
 from core.engine import resume as engine_resume
+from core.errors import InputError
 from core.io import write_json
-from detector.checkpoint import KIND, save_checkpoint, upgrade
+from detector.checkpoint import KIND, load_member, save_checkpoint, upgrade
 from detector.classifier import RegionClassifier
 from detector.config import ClassifierConfig
 from detector.pretrain import (RESUMABLE, TRAIN_SPLIT, CropStream, PretrainConfig, StreamConfig, crop_batch,
@@ -55,6 +64,9 @@ def parse_args(argv):
     p.add_argument("--out", default="runs/pretrain", help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/pretrain.pt")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--heldout", nargs="+", metavar="CHECKPOINT",
+                   help="score these checkpoints on the held-out crops instead of training")
+    p.add_argument("--json", help="with --heldout: write every score (per class too) to this file")
     add_config_args(p)
     return p.parse_args(argv)
 
@@ -69,9 +81,36 @@ def stream_preview(classifier: ClassifierConfig, stream: StreamConfig, seed: int
     save_image(path, contact_sheet(tiles, [names[int(t)] for t in labels[:count]], cols=8, cell=96), colors=256)
 
 
+def heldout_scores(paths: list[str], cfg: Schema, device: str) -> tuple[dict, int]:
+    """Each checkpoint's :func:`heldout_accuracy` on the held-out crops (one set per input size and
+    context, cached); ``({path: row}, failures)``, every failure said in one stderr line."""
+    sets, rows, failed = {}, {}, 0
+    for path in paths:
+        try:
+            model = load_member(path, device, expect_classes=stream_classes()).model.float()
+            if model.cfg not in sets:
+                sets[model.cfg] = heldout_set(cfg.train.seed, model.cfg, cfg.stream)
+            crops, labels = sets[model.cfg]
+            with torch.inference_mode():
+                rows[path] = heldout_accuracy(model, crops.to(device), labels.to(device))
+        except InputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        r = rows[path]
+        print(f"{path}: objects named {100 * r['object_top1']:.1f}%, called background "
+              f"{100 * r['object_called_background']:.1f}%; background right {100 * r['background_top1']:.1f}%")
+    return rows, failed
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = load_config(Schema, args.config, args.overrides)
+    if args.heldout:
+        rows, failed = heldout_scores(args.heldout, cfg, args.device)
+        if args.json:
+            write_json(args.json, rows, indent=1)
+        return 1 if failed else 0
     world, args.device = trainer_world(args.device)
     torch.manual_seed(cfg.train.seed)
     model = RegionClassifier(stream_classes(), cfg.classifier).to(args.device)

@@ -1,4 +1,6 @@
 """Pretraining (detector/pretrain.py, tools/pretrain.py): the crop stream and the resumable run."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -98,6 +100,24 @@ def test_members_start_whole_and_multibox_trunks_start_from_a_pretraining_checkp
         load_pretrained(Inception(0, width=0.25, aux_logits=False), blob, path)
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "plain.pth")
     assert read_pretrained(tmp_path / "plain.pth") is None
+
+
+def test_heldout_scores_checkpoints_and_goes_on_past_a_bad_one(kit, load_tool, tmp_path, capsys):
+    tool = load_tool("pretrain")
+    assert tool.main(kit.pretrain_args(tmp_path) + ["--set", "train.epochs=1"]) == 0
+    path = str(tmp_path / "pretrain.pt")
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    out = tmp_path / "heldout.json"
+    capsys.readouterr()  # the training run's progress
+    assert tool.main(kit.pretrain_args(tmp_path) + ["--heldout", str(tmp_path / "broken.pt"), path,
+                                                    "--json", str(out)]) == 1
+    rows = json.loads(out.read_text())
+    history = read_pretrained(path)["train_state"]["history"][-1]
+    assert list(rows) == [path]  # the same crops and network as the run's own last evaluation
+    assert rows[path]["object_top1"] == pytest.approx(history["object_top1"])
+    assert rows[path]["object_called_background"] == pytest.approx(history["object_called_background"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "broken.pt" in err[0]
 
 
 def test_two_ranks_pretrain_like_one_process(kit, load_tool, tmp_path):
