@@ -38,6 +38,7 @@ import dataclasses
 import logging
 import multiprocessing
 import resource
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -57,9 +58,13 @@ from detector.config import (
     TrainConfig,
     member_variant,
 )
+from detector.api import Detector
+from detector.ensemble import parallel_streams, resolve_streams
 from detector.pipeline import build_detector_proposer, detect_regions, load_members
+from detector.prefetch import prefetch
 from detector.train import region_loss
 from proposals.base import SOURCE_SS, Proposals
+from proposals.build import build_background_proposer, complete_proposals
 from proposals.merge import MergedProposer, merge_proposals
 
 log = logging.getLogger(__name__)
@@ -75,6 +80,7 @@ class Stopwatch:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()  # stages run in several streams (threads) at once
 
     @contextlib.contextmanager
     def __call__(self, stage: str):
@@ -82,7 +88,8 @@ class Stopwatch:
         try:
             yield
         finally:
-            self.seconds[stage] += time.perf_counter() - start
+            with self._lock:
+                self.seconds[stage] += time.perf_counter() - start
 
 
 def peak_memory_mib() -> float:
@@ -132,6 +139,26 @@ def bare_forward(members: list[RegionClassifier], batch: int, repeats: int) -> l
     device = next(members[0].parameters()).device
     return [{name: forward_rate(m, batch, repeats, fmt, dtype) for name, fmt, dtype in layouts(device)}
             for m in members]
+
+
+def streams_forward_seconds(members: list[RegionClassifier], batch: int, repeats: int, streams: int) -> float:
+    """Seconds per region of the bare networks of all members (fp32 channels-last, the members'
+    own layout), their forwards spread over ``streams`` single-threaded streams as the detector
+    spreads its batches (``detector.ensemble.parallel_streams``): summed over the members."""
+    size = members[0].cfg.input_size
+    crops = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    crops = crops.to(next(members[0].parameters()).device).contiguous(memory_format=torch.channels_last)
+
+    def forward(net) -> None:
+        with torch.inference_mode():  # per thread: the mode is thread-local
+            net(crops)
+
+    with parallel_streams(streams) as run_all:
+        list(run_all(forward, [m.net for m in members] * streams))  # warm-up in every stream
+        start = time.perf_counter()
+        list(run_all(forward, [m.net for m in members for _ in range(repeats)]))
+        elapsed = time.perf_counter() - start
+    return elapsed / (batch * repeats)
 
 
 def paper_members(classes: list[str], count: int = 6, device="cpu") -> list[RegionClassifier]:
@@ -220,6 +247,26 @@ def time_images(paths, proposer, members, cfg: DetectorConfig, regions: int = 0,
     return stages, totals, counts
 
 
+def time_folder(paths, detector: Detector, method: str, ahead: int = 2) -> float:
+    """Seconds per image of the detector over ``paths`` as ``tools/detect.py`` runs a folder: the
+    selective search of the next images in a worker process (``detector.prefetch``), MultiBox,
+    warps and forwards here.
+
+    The clock starts when the first image's proposals arrive: ``tools/detect.py`` starts the
+    worker before it imports torch and loads the networks, so the worker's start and the first
+    selective search are over by the time the networks are ready (model loading excluded).
+    """
+    start = None
+    with prefetch(list(paths), build_background_proposer, (method, None), ahead=ahead) as items:
+        for item in items:
+            start = start if start is not None else time.perf_counter()
+            if item.error is not None:
+                raise InputError(item.error)
+            proposals = complete_proposals(detector.proposer, item.pixels, item.proposals)
+            detector.detect_proposals(item.pixels, proposals)
+    return (time.perf_counter() - start) / len(paths)
+
+
 def training_rates(steps: int = 4, rounds: int = 3, batch: int = 128) -> dict[str, float]:
     """SGD steps/s of a bundled-size member per layout (contiguous, channels-last) and, where the CPU
     has it, channels-last under bfloat16 autocast (``train.dtype``), best round."""
@@ -266,25 +313,43 @@ def run_setting(setting: str, opts: Options) -> dict:
     sample = opts.paper_sample if paper and opts.paper_sample < opts.paper_regions else 0
     stages, totals, counts = time_images(opts.paths, proposer, members, cfg, regions, sample)
     n = len(opts.paths)
-    rates = bare_forward(members, 32 if paper else cfg.batch_regions, 1 if paper else 3)
+    batch = 32 if paper else cfg.batch_regions
+    rates = bare_forward(members, batch, 1 if paper else 3)
     fp32 = [max(v for k, v in r.items() if k.startswith("fp32")) for r in rates]
     per_image = {k: v / n for k, v in stages.items()}
-    bare = float(np.mean(counts)) * sum(1 / r for r in fp32)
+    regions_per_image = float(np.mean(counts))
+    bare = {"fastest fp32 layout, one stream": regions_per_image * sum(1 / r for r in fp32)}
+    streams = resolve_streams(cfg.streams, members)
+    if streams > 1:
+        bare[f"fp32 channels-last, {streams} streams"] = regions_per_image * streams_forward_seconds(
+            members, batch, 1 if paper else 3, streams)
+    fastest = min(bare.values())
     proposal_keys = ("selective search", "multibox", "merge", "proposals")
-    return {
-        "setting": setting, "images": n, "threads": torch.get_num_threads(),
+    report = {
+        "setting": setting, "images": n, "threads": torch.get_num_threads(), "streams": streams,
         "members": [dataclasses.asdict(m.cfg) for m in members],
-        "regions_per_image": float(np.mean(counts)), "sampled_regions": sample,
+        "regions_per_image": regions_per_image, "sampled_regions": sample,
         "stages_s_per_image": per_image,
         "proposals_s_per_image": sum(v for k, v in per_image.items() if k in proposal_keys),
-        "classification_s_per_image": sum(v for k, v in per_image.items()
-                                          if k not in proposal_keys and k != "image loading"),
         "total_s_per_image": float(np.mean(totals)),
         "peak_memory_mib": peak_memory_mib(),
         "bare_forward_regions_per_s": rates,
-        "bare_forward_s_per_image": bare,
-        "total_over_bare_forward": float(np.mean(totals)) / bare,
+        "bare_forward_s_per_image": fastest,
+        "bare_forward_s_per_image_by_way": bare,
+        "total_over_bare_forward": float(np.mean(totals)) / fastest,
     }
+    # Classification (warps, forwards, averaging, NMS) as wall-clock: the stages run in streams
+    # side by side, so their per-stage seconds are thread-seconds and do not add up to it.
+    report["classification_s_per_image"] = (report["total_s_per_image"] - report["proposals_s_per_image"]
+                                            - per_image.get("image loading", 0.0))
+    if not paper and n > 1:
+        detector = Detector(members, proposer, cfg)
+        folder = time_folder(opts.paths, detector, cfg.proposal_method)
+        report["folder_s_per_image"] = folder
+        report["folder_over_bare_forward"] = folder / fastest
+        report["folder_over_max_stage"] = folder / max(report["proposals_s_per_image"],
+                                                       report["classification_s_per_image"])
+    return report
 
 
 def format_report(r: dict) -> str:
@@ -310,9 +375,14 @@ def format_report(r: dict) -> str:
     for i, rates in enumerate(r["bare_forward_regions_per_s"]):
         lines.append(f"  bare forward, member {i}: "
                      + ", ".join(f"{k} {v:,.0f}" for k, v in rates.items()) + " regions/s")
-    lines.append(f"  bare forward of all members over the image's regions (fastest fp32 layout): "
-                 f"{r['bare_forward_s_per_image']:.3f} s/image; total / bare forward = "
-                 f"{r['total_over_bare_forward']:.2f}")
+    for way, sec in r["bare_forward_s_per_image_by_way"].items():
+        lines.append(f"  bare forward of all members over the image's regions ({way}): {sec:.3f} s/image")
+    lines.append(f"  total (one image at a time) / fastest bare forward = {r['total_over_bare_forward']:.2f}")
+    if "folder_s_per_image" in r:
+        lines.append(f"  folder as tools/detect.py runs it (selective search of the next images in a worker): "
+                     f"{r['folder_s_per_image']:.3f} s/image; / fastest bare forward = "
+                     f"{r['folder_over_bare_forward']:.2f}; / max(proposals, classification) = "
+                     f"{r['folder_over_max_stage']:.2f}")
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from core.config import AT_LEAST_ONE, COUNT, FRACTION, IOU, POSITIVE, ConfigError, Range, check_ranges
-from nets.inception import IMAGENET_MEAN, IMAGENET_STD
+from nets.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from proposals.build import METHODS, ProposalsConfig
 
 
@@ -108,11 +108,12 @@ class DetectorConfig:
     bbox_regression: bool = False  # apply the members' box regressors (if they have one)
     dtype: str = "float32"  # the networks' compute dtype: float32, or bfloat16 (autocast; AVX-512 BF16 CPUs, CUDA)
     cascade_top: int = 0  # cascade: member 0 scores every region, the others only its top N (0 = off)
+    streams: int = 0  # batches classified side by side, one torch thread each (0: one per torch thread on CPU)
 
     def __post_init__(self):
         check_ranges(self, proposal_method=METHODS, max_proposals=COUNT, score_threshold=FRACTION,
                      nms_iou=IOU, pre_nms_per_class=AT_LEAST_ONE, top_k=AT_LEAST_ONE, batch_regions=AT_LEAST_ONE,
-                     dtype=DTYPES, cascade_top=COUNT)
+                     dtype=DTYPES, cascade_top=COUNT, streams=COUNT)
         if self.cascade_top and self.bbox_regression:
             raise ConfigError("cascade_top: not available with bbox_regression (members 1.. see few regions)")
 

@@ -6,6 +6,7 @@ how its six models were combined, so we do the same (docs/method.md §1.1, §1.5
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 from collections.abc import Callable
 from typing import ContextManager
@@ -54,13 +55,13 @@ def warp_groups(members: list[RegionClassifier]) -> dict[tuple, list[int]]:
 def member_probabilities(image: np.ndarray, boxes: Tensor, members: list[RegionClassifier],
                          batch: int = 256, with_features: bool = False,
                          watch: Callable[[str], ContextManager] = lambda stage: contextlib.nullcontext(),
-                         dtype: torch.dtype | None = None, first_index: int = 0
+                         dtype: torch.dtype | None = None, first_index: int = 0, streams: int = 1
                          ) -> tuple[Tensor, list[Tensor | None]]:
     """Each member's probabilities for the regions of one image.
 
     Each member warps with its own S, p and normalisation (members may differ in context);
     identical crops are warped once (:func:`warp_groups`), ``batch`` regions at a time, so memory
-    holds one batch of crops per group, whatever R.
+    holds one batch of crops per group and stream, whatever R.
 
     Args:
         image: uint8 ``[H, W, 3]`` RGB.
@@ -68,32 +69,91 @@ def member_probabilities(image: np.ndarray, boxes: Tensor, members: list[RegionC
         batch: regions per forward pass.
         with_features: also return each member's pooled features ``[R, C_m]``.
         watch: times the stages ("warping", "member I forward"), see
-            ``detector.pipeline.detect_regions``.
+            ``detector.pipeline.detect_regions`` (with several streams: thread-seconds).
         dtype: autocast dtype of the networks (None: float32), see ``RegionClassifier.classify``.
         first_index: the first member's number in the stage names.
+        streams: batches warped and classified side by side in this many threads, each with one
+            torch thread (see :func:`parallel_streams`); 1 runs them in turn with torch's threads.
 
     Returns:
         (``[M, R, K+1]`` float32 probabilities on the CPU, per-member features or Nones).
     """
     check_members(members)
+    groups = warp_groups(members)
+    prepared = {}
+    with watch("warping"):
+        for key, group in groups.items():
+            prepared[key] = (members[group[0]].prepare_image(image, key[-1]), boxes.to(key[-1]))
+
+    def run(job: tuple[tuple, int]) -> list[tuple[int, Tensor, Tensor | None]]:
+        """Warp one batch of one group's regions and classify it with each member of the group."""
+        key, start = job
+        pixels, on_device = prepared[key]
+        with watch("warping"):
+            crops = members[groups[key][0]].warp(pixels, on_device[start:start + batch])
+        out = []
+        for i in groups[key]:
+            with watch(f"member {first_index + i} forward"):
+                p, f = members[i].classify(crops, with_features, dtype)
+            out.append((i, p.cpu(), f.cpu() if f is not None else None))
+        return out
+
+    batch = balanced_batch(len(boxes), batch, len(groups), streams)
+    jobs = [(key, start) for key in groups for start in range(0, len(boxes), batch)]
     probs: list[list[Tensor]] = [[] for _ in members]
     feats: list[list[Tensor]] = [[] for _ in members]
-    for key, group in warp_groups(members).items():
-        first = members[group[0]]
-        with watch("warping"):
-            pixels = first.prepare_image(image, key[-1])
-            on_device = boxes.to(key[-1])
-        for start in range(0, len(boxes), batch):
-            with watch("warping"):
-                crops = first.warp(pixels, on_device[start:start + batch])
-            for i in group:
-                with watch(f"member {first_index + i} forward"):
-                    p, f = members[i].classify(crops, with_features, dtype)
-                probs[i].append(p.cpu())
-                feats[i].append(f.cpu() if f is not None else None)
+    with parallel_streams(streams if len(jobs) > 1 else 1) as run_all:
+        for results in run_all(run, jobs):  # in job order, so the rows come back in region order
+            for i, p, f in results:
+                probs[i].append(p)
+                feats[i].append(f)
     return torch.stack([_joined(p, len(boxes), m.num_classes + 1) for p, m in zip(probs, members)]), \
         [_joined(f, len(boxes), m.regression_channels) if with_features else None
          for f, m in zip(feats, members)]
+
+
+def balanced_batch(regions: int, batch: int, groups: int, streams: int) -> int:
+    """Regions per batch, at most ``batch``, such that the ``groups`` x batches jobs split evenly
+    over ``streams``: with 9 jobs on 2 streams one stream would idle through the last job of
+    every image. A region's outputs do not depend on its batch, so this changes no result."""
+    if streams <= 1 or regions == 0:
+        return batch
+    chunks = -(-regions // batch)
+    while (groups * chunks) % streams and chunks < regions:
+        chunks += 1
+    return -(-regions // chunks)
+
+
+@contextlib.contextmanager
+def parallel_streams(streams: int):
+    """A ``map(fn, jobs)`` that runs jobs in ``streams`` threads of one torch thread each.
+
+    The members' networks are small (width 0.25 on 64 px crops), so two single-threaded forward
+    passes side by side do more work per second on a 2-core CPU than one pass split over two
+    threads (README, Speed), whose threads wait for each other at every layer. Torch's thread
+    count is process-wide, so it is 1 while the streams run and restored after. A region's
+    outputs do not depend on the thread count or on the other regions of its batch, so the
+    results are those of one stream (tests/detector/test_ensemble.py holds them equal).
+    """
+    if streams <= 1:
+        yield map
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(streams, thread_name_prefix="stream") as pool:
+            yield pool.map
+    finally:
+        torch.set_num_threads(threads)
+
+
+def resolve_streams(streams: int, members: list[RegionClassifier]) -> int:
+    """The streams ``detector.streams`` asks for; 0: on CPU one per torch thread this process was
+    given (so a torchrun rank with one thread keeps one), on a GPU one."""
+    if streams or not members:
+        return max(streams, 1)
+    on_cpu = next(members[0].parameters()).device.type == "cpu"
+    return torch.get_num_threads() if on_cpu else 1
 
 
 def _joined(parts: list[Tensor], rows: int, columns: int) -> Tensor:
@@ -103,18 +163,18 @@ def _joined(parts: list[Tensor], rows: int, columns: int) -> Tensor:
 
 def cascade_probabilities(image: np.ndarray, boxes: Tensor, members: list[RegionClassifier], top: int,
                           batch: int = 256, watch: Callable[[str], ContextManager] = lambda stage: contextlib.nullcontext(),
-                          dtype: torch.dtype | None = None) -> Tensor:
+                          dtype: torch.dtype | None = None, streams: int = 1) -> Tensor:
     """Averaged probabilities ``[R, K+1]`` where only member 0 scores every region.
 
     The other members score the ``top`` regions member 0 finds least likely to be background;
     those regions get the average of every member, the rest member 0's probabilities alone.
     """
-    first = member_probabilities(image, boxes, members[:1], batch, watch=watch, dtype=dtype)[0][0]
+    first = member_probabilities(image, boxes, members[:1], batch, watch=watch, dtype=dtype, streams=streams)[0][0]
     if len(members) == 1 or len(boxes) == 0:
         return first
     chosen = torch.argsort(first[:, 0], stable=True)[:top]
     others = member_probabilities(image, boxes[chosen], members[1:], batch, watch=watch, dtype=dtype,
-                                  first_index=1)[0]
+                                  first_index=1, streams=streams)[0]
     out = first.clone()
     out[chosen] = (first[chosen] + others.sum(dim=0)) / len(members)
     return out

@@ -36,6 +36,7 @@ from detector.ensemble import (
     average_probabilities,
     cascade_probabilities,
     member_probabilities,
+    resolve_streams,
 )
 from detector.postprocess import postprocess
 from proposals.base import Proposals, Proposer
@@ -99,11 +100,13 @@ def detect_regions(image: np.ndarray, proposals: Proposals, members: list[Region
     boxes = region_boxes(proposals, size, cfg.max_proposals)
     with_features = cfg.bbox_regression and any(m.box_regressor is not None for m in members)
     dtype = autocast_dtype(cfg.dtype)
+    streams = resolve_streams(cfg.streams, members)
     if cfg.cascade_top > 0:
-        probs = cascade_probabilities(image, boxes, members, cfg.cascade_top, cfg.batch_regions, watch, dtype)
+        probs = cascade_probabilities(image, boxes, members, cfg.cascade_top, cfg.batch_regions, watch, dtype,
+                                      streams)
     else:
         probs, features = member_probabilities(image, boxes, members, cfg.batch_regions, with_features,
-                                               watch=watch, dtype=dtype)
+                                               watch=watch, dtype=dtype, streams=streams)
         with watch("averaging"):
             probs = average_probabilities(probs)
     if with_features:

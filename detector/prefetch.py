@@ -1,10 +1,12 @@
 """Images and their proposals computed ahead in a worker process, in order.
 
 Over a folder the detector's two halves can overlap: while the main process classifies image i,
-a worker loads images i+1, i+2, ... and computes their proposals (selective search runs in OpenCV
-and MultiBox is small), so a folder costs about max(proposals, classification) per image instead
-of their sum. Results come back in the order of the paths; an image that fails comes back with
-its error, and the others go on.
+a worker loads images i+1, i+2, ... and computes their selective search (OpenCV and numpy, no
+torch: see :func:`proposals.build.build_background_proposer`; MultiBox is small and runs in the
+main process, :func:`proposals.build.complete_proposals`), so a folder costs about
+max(proposals, classification) per image instead of their sum. The worker imports no torch, so it
+starts in well under a second and takes no memory for networks. Results come back in the order
+of the paths; an image that fails comes back with its error, and the others go on.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ class Prefetched:
 
     path: str
     image: LoadedImage | None = None
-    proposals: Proposals | None = None
+    proposals: Proposals | None = None  # None when the worker's proposer was None
     error: str | None = None
 
     @property
@@ -43,12 +45,12 @@ class Prefetched:
         return None if self.image is None else self.image.pixels
 
 
-def load_and_propose(path: str, proposer: Proposer) -> Prefetched:
+def load_and_propose(path: str, proposer: Proposer | None) -> Prefetched:
     """Load ``path`` (at most ``WORK_PIXELS``, see :func:`core.image.load_image`) and compute its
-    proposals; errors are returned."""
+    proposals (none if ``proposer`` is None); errors are returned."""
     try:
         image = load_image(path, WORK_PIXELS)
-        return Prefetched(path, image, proposer(image.pixels))
+        return Prefetched(path, image, proposer(image.pixels) if proposer is not None else None)
     except ImageError as err:  # already "<path>: <reason>"
         return Prefetched(path, error=str(err))
     except Exception as err:  # one bad image must not stop the batch; say which and why
@@ -69,12 +71,10 @@ def _exit_with_parent(parent: int) -> None:
 
 def _init_worker(build, args: tuple, threads: int, parent: int) -> None:
     import cv2
-    import torch
 
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     global _worker_proposer
-    # One thread each: the worker shares the machine with the classifying main process.
-    torch.set_num_threads(threads)
+    # One thread: the worker shares the machine with the classifying main process.
     cv2.setNumThreads(threads)
     _worker_proposer = build(*args)
 
@@ -83,31 +83,65 @@ def _work(path: str) -> Prefetched:
     return load_and_propose(path, _worker_proposer)
 
 
-def prefetch(paths: list[str], build, args: tuple = (), ahead: int = 2, threads: int = 1
-             ) -> Iterator[Prefetched]:
-    """Yield every path's :class:`Prefetched`, in order, computed ``ahead`` images ahead in a worker.
+def prefetch(paths: list[str], build, args: tuple = (), ahead: int = 2, threads: int = 1) -> Prefetcher:
+    """Every path's :class:`Prefetched`, in order, computed ``ahead`` images ahead in a worker.
+
+    The worker is started and given its first images at once, so that its start overlaps with
+    the caller's own (e.g. loading the networks) before the first result is asked for. Use the
+    result as a context manager (or call ``close()``) so that the worker stops with the caller.
 
     Args:
-        build: a picklable function returning the proposer (called once in the worker with
-            ``args``), e.g. ``detector.pipeline.build_detector_proposer``.
+        build: a picklable function returning the proposer or None (called once in the worker
+            with ``args``), e.g. ``proposals.build.build_background_proposer``.
         ahead: images in flight; 0 computes each one in this process when it is asked for.
-        threads: torch and OpenCV threads of the worker.
+        threads: OpenCV threads of the worker.
     """
-    if ahead <= 0 or len(paths) < 2:
+    return Prefetcher(paths, build, args, ahead, threads)
+
+
+class Prefetcher:
+    """The iterator :func:`prefetch` returns: :class:`Prefetched` items in the order of the paths."""
+
+    def __init__(self, paths: list[str], build, args: tuple, ahead: int, threads: int) -> None:
+        self.pool = None
+        if ahead <= 0 or len(paths) < 2:
+            self._items = self._in_process(paths, build, args)
+            return
+        context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+        self.pool = concurrent.futures.ProcessPoolExecutor(1, context, _init_worker,
+                                                           (build, args, threads, os.getpid()))
+        pending = deque((path, self.pool.submit(_work, path)) for path in paths[:ahead + 1])
+        self._items = self._ahead(pending, paths[ahead + 1:])
+
+    def __iter__(self) -> Iterator[Prefetched]:
+        return self._items
+
+    def __enter__(self) -> Prefetcher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker (images not yet taken are dropped)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    @staticmethod
+    def _in_process(paths: list[str], build, args: tuple) -> Iterator[Prefetched]:
         proposer = build(*args)
         for path in paths:
             yield load_and_propose(path, proposer)
-        return
-    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-    with concurrent.futures.ProcessPoolExecutor(1, context, _init_worker,
-                                                (build, args, threads, os.getpid())) as pool:
-        pending: deque = deque()
-        for path in paths:
-            pending.append((path, pool.submit(_work, path)))
-            if len(pending) > ahead:
-                yield _result(*pending.popleft())
+
+    def _ahead(self, pending: deque, rest: list[str]) -> Iterator[Prefetched]:
+        """Yield the pending results in order, submitting one of ``rest`` for each one taken."""
+        for path in rest:
+            yield _result(*pending.popleft())
+            pending.append((path, self.pool.submit(_work, path)))
         while pending:
             yield _result(*pending.popleft())
+        self.close()
 
 
 def _result(path: str, future: concurrent.futures.Future) -> Prefetched:

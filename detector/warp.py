@@ -11,19 +11,22 @@ Following ``rcnn_im_crop.m`` (crop_mode 'warp'):
 3. that region is resized anisotropically to S×S, bilinearly and without antialiasing;
 4. pixels outside the image are the mean, i.e. 0 on the already-normalised input.
 
-:func:`warp_regions` does all regions of an image in one ``torchvision.ops.roi_align`` call on
-the image padded with one ring of zeros. ``aligned=True`` puts the sample of output pixel ``j``
-at source coordinate ``x1 - 0.5 + (j + 0.5) * w / S`` (pixel centres), the mapping of
-``cv2.resize``; ``sampling_ratio=1`` takes exactly that one bilinear sample per output pixel, i.e.
-plain bilinear resizing without antialiasing as R-CNN did (a larger ratio would average several
-samples, a blur R-CNN did not have).
+:func:`warp_regions` does all regions of an image in one ``torch.nn.functional.grid_sample``
+call: output pixel ``j`` of a region samples source coordinate ``x1 - 0.5 + (j + 0.5) * w / S``
+(pixel centres, the mapping of ``cv2.resize``), one bilinear sample per output pixel, i.e. plain
+bilinear resizing without antialiasing as R-CNN did, and a tap outside the image reads the zero
+mean (``padding_mode="zeros"``). All regions' sample points form one ``[1, R·S, S, 2]`` grid over
+the single image, so no per-region work is done in Python; unlike torchvision's ``roi_align``
+(which this replaced, same samples), ``grid_sample`` releases the GIL, so regions warp in
+parallel threads beside the networks (detector.ensemble). The grid is in normalised [-1, 1]
+coordinates, so sample positions carry float32 rounding of about 1e-7 of the image side.
 
 :func:`warp_regions_reference` is the plain per-region OpenCV version the tests hold the fast one
-to. They agree to float rounding (atol 1e-5) wherever every bilinear sample falls inside the
-cropped region, which is always the case when a region is shrunk (the common case). When a region
-is enlarged (dilated side ``w < S``), the outer ``ceil((S / w - 1) / 2)`` output rows/columns
-differ: ``cv2.resize`` replicates the crop's edge pixel there, while ``roi_align`` blends in the
-true neighbouring image pixel (or the zero mean outside the image), which is the better estimate.
+to. They agree to float rounding wherever every bilinear sample falls inside the cropped region,
+which is always the case when a region is shrunk (the common case). When a region is enlarged
+(dilated side ``w < S``), the outer ``ceil((S / w - 1) / 2)`` output rows/columns differ:
+``cv2.resize`` replicates the crop's edge pixel there, while the fast warp blends in the true
+neighbouring image pixel (or the zero mean outside the image), which is the better estimate.
 """
 from __future__ import annotations
 
@@ -32,7 +35,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import roi_align
 
 
 def _check_size(size: int, padding: int) -> None:
@@ -104,13 +106,30 @@ def warp_regions(image: Tensor, boxes: Tensor, size: int, padding: int = 16, jit
     boxes = dilate_boxes(jitter_boxes(boxes, jitter, generator), size, padding)
     if len(boxes) == 0:
         return image.new_zeros((0, image.shape[0], size, size), dtype=torch.float32)
-    # One ring of zeros: roi_align replicates the edge for samples within 1 px outside the input,
-    # R-CNN's crop blends with the zero mean instead; further out roi_align itself gives 0.
-    padded = F.pad(image.to(torch.float32), (1, 1, 1, 1))[None]
-    index = boxes.new_zeros((len(boxes), 1))
-    rois = torch.cat([index, boxes + 1], dim=1)
-    return roi_align(padded, rois, output_size=(size, size), spatial_scale=1.0,
-                     sampling_ratio=1, aligned=True)
+    return F.grid_sample(image[None].to(torch.float32), sample_grid(boxes, size, image.shape[1:]),
+                         mode="bilinear", padding_mode="zeros", align_corners=False
+                         ).reshape(image.shape[0], len(boxes), size, size).transpose(0, 1)
+
+
+def sample_grid(boxes: Tensor, size: int, image_size) -> Tensor:
+    """The bilinear sample points of every region, as one ``grid_sample`` grid ``[1, R·S, S, 2]``.
+
+    Args:
+        boxes: ``[R, 4]`` xyxy (already dilated) in image pixels.
+        image_size: (H, W) of the image sampled.
+
+    Returns:
+        (x, y) in ``grid_sample``'s normalised coordinates (align_corners=False: -1 and 1 are the
+        image's outer pixel edges); row ``r·S + i``, column ``j`` is region r's output pixel (i, j).
+    """
+    h, w = image_size
+    steps = (torch.arange(size, dtype=torch.float32, device=boxes.device) + 0.5) / size  # [S]
+    # Pixel coordinates of the samples: x1 - 0.5 + (j + 0.5) * (x2 - x1) / S (pixel centres).
+    xs = boxes[:, 0:1] + steps * (boxes[:, 2:3] - boxes[:, 0:1]) - 0.5  # [R, S]
+    ys = boxes[:, 1:2] + steps * (boxes[:, 3:4] - boxes[:, 1:2]) - 0.5
+    gx, gy = (2 * xs + 1) / w - 1, (2 * ys + 1) / h - 1
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # [R, S, S, 2]
+    return grid.reshape(1, len(boxes) * size, size, 2)
 
 
 def warp_regions_reference(image: Tensor, boxes: Tensor, size: int, padding: int = 16) -> Tensor:

@@ -40,13 +40,14 @@ from torch import Tensor, nn
 
 from core.checkpoint import load_weights_only, state_mismatch
 from core.errors import InputError
+from nets.preprocessing import (  # noqa: F401  (re-exported: the mean/std live without torch)
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TORCHVISION_GOOGLENET_MEAN,
+    TORCHVISION_GOOGLENET_STD,
+)
 
 log = logging.getLogger(__name__)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB, on the 0..1 pixel scale
-IMAGENET_STD = (0.229, 0.224, 0.225)
-TORCHVISION_GOOGLENET_MEAN = (0.5, 0.5, 0.5)  # what torchvision's ported ImageNet weights expect
-TORCHVISION_GOOGLENET_STD = (0.5, 0.5, 0.5)
 
 # GLN Table 1: name → (#1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj).
 INCEPTION_SPECS = {

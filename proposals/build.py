@@ -12,10 +12,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from core.digest import sha256_file
 from core.errors import InputError
-from proposals.base import Proposer
-from proposals.merge import MergeConfig, MergedProposer
+from proposals.base import Proposals, Proposer
+from proposals.merge import MergeConfig, MergedProposer, merge_proposals
 from proposals.selective_search import PRESETS, SelectiveSearch, SelectiveSearchConfig
 
 METHODS = ("ss", "ss2x", "multibox", "merged")
@@ -67,6 +69,27 @@ def build_proposer(method: str, cfg: ProposalsConfig | None = None, multibox_wei
     if method == "multibox":
         return multibox
     return MergedProposer(SelectiveSearch(cfg.ss2x), multibox, cfg.merge)
+
+
+def build_background_proposer(method: str, cfg: ProposalsConfig | None = None) -> Proposer | None:
+    """The part of ``method``'s proposer that needs no torch, for a worker process: selective
+    search for ``ss``, ``ss2x`` and ``merged``; None for ``multibox`` (it all runs in torch).
+
+    :func:`complete_proposals` turns its output into the full method's proposals.
+    """
+    if method == "multibox":
+        return None
+    return build_proposer("ss2x" if method == "merged" else method, cfg)
+
+
+def complete_proposals(proposer: Proposer, image: np.ndarray, partial: Proposals | None) -> Proposals:
+    """``proposer(image)`` given the output of its background part (:func:`build_background_proposer`)
+    for the same image: MultiBox is run and merged in for ``merged``; None computes everything."""
+    if partial is None:
+        return proposer(image)
+    if isinstance(proposer, MergedProposer):
+        return merge_proposals(partial, proposer.multibox(image), proposer.cfg)
+    return partial
 
 
 @functools.lru_cache(maxsize=8)

@@ -16,10 +16,10 @@ DIR/<stem>.png with the boxes scoring at least --draw-threshold drawn (default 0
 lines and the JSON keep every detection, as detectron2's demo does). An image that cannot be
 read or processed gets one stderr line naming it and the reason; the others are still
 processed; the exit code is then 1 (0 when every image was processed, 2 for bad arguments,
-weights or config). With --prefetch N a worker process loads the next N images and computes
-their proposals while this one classifies; the output is the same, in the same order. It is off
-by default: on a 2-core CPU the worker's start and its competition for the cores cost more than
-the overlap gains (see the README's Speed section); it pays where cores are spare. `--set detector.dtype=bfloat16` runs the networks in bfloat16 and
+weights or config). Over several images a worker process loads the next --prefetch N images
+(default 2) and computes their selective search while this one classifies (--prefetch 0: all in
+this process); the output is the same, in the same order. `--set detector.dtype=bfloat16` runs
+the networks in bfloat16 and
 `--set detector.cascade_top=N` lets member 0 pick the N regions the others score (both opt-in;
 see the README's Speed section for what they cost in mAP).
 """
@@ -35,18 +35,18 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+# Only modules without torch at the top: the prefetch worker is a spawned process, which imports
+# this script again, and it starts in well under a second when it need not load torch.
 from core.cli import run
 from core.config import add_config_args, load_config, save_run_config
 from core.draw import draw_detections, save_image
 from core.errors import InputError
 from core.image import list_images
 from core.io import write_json
-from detector.api import Detector
 from detector.config import DetectSchema
-from detector.pipeline import build_detector_proposer
 from detector.prefetch import Prefetched, failure, prefetch
 from eval.inputs import detect_record
-from proposals.build import METHODS
+from proposals.build import METHODS, build_background_proposer, complete_proposals
 
 log = logging.getLogger("detect")
 BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "model"
@@ -62,9 +62,9 @@ def parse_args(argv):
     p.add_argument("--draw-threshold", type=float, default=0.3,
                    help="draw only detections scoring at least this in --out pictures (default 0.3)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--prefetch", type=int, default=0,
-                   help="images whose proposals a worker process computes ahead (default 0: none, "
-                        "all in this process)")
+    p.add_argument("--prefetch", type=int, default=2,
+                   help="images whose selective search a worker process computes ahead (default 2; "
+                        "0: all in this process)")
     add_config_args(p)
     return p.parse_args(argv)
 
@@ -92,10 +92,12 @@ def draw(pixels: np.ndarray, entry: dict, path: str, min_score: float = 0.0) -> 
     save_image(path, picture)
 
 
-def report(item: Prefetched, detector: Detector, out: str | None, draw_threshold: float) -> dict:
-    """Detect in one prefetched image; prints its lines and returns its JSON entry."""
+def report(item: Prefetched, detector, out: str | None, draw_threshold: float) -> dict:
+    """Detect in one prefetched image with a :class:`detector.api.Detector`; prints its lines and
+    returns its JSON entry."""
     image = item.image
-    dets = detector.detect_proposals(image.pixels, item.proposals)
+    proposals = complete_proposals(detector.proposer, image.pixels, item.proposals)
+    dets = detector.detect_proposals(image.pixels, proposals)
     full = dataclasses.replace(dets, boxes=image.to_full(dets.boxes))  # boxes in the file's pixels
     entry = detect_record(item.path, image.full_size, full, detector.classes)
     for det in entry["detections"]:
@@ -104,6 +106,25 @@ def report(item: Prefetched, detector: Detector, out: str | None, draw_threshold
         shown = detect_record(item.path, image.pixels.shape[1::-1], dets, detector.classes)
         draw(image.pixels, shown, os.path.join(out, Path(item.path).stem + ".png"), draw_threshold)
     return entry
+
+
+def detect_all(items, count: int, detector, args) -> tuple[list[dict], int]:
+    """Detect in every prefetched item; (the JSON entries, the number of images that failed)."""
+    entries, failed = [], 0
+    # The bar only on a terminal (disable=None): piped stderr keeps exactly one line per failed image.
+    for item in tqdm(items, total=count, desc="detect", unit="img", disable=None if count > 1 else True,
+                     leave=False):
+        error = item.error
+        if error is None:
+            try:
+                entries.append(report(item, detector, args.out, args.draw_threshold))
+            except Exception as err:  # one bad image must not stop the batch; say which and why
+                log.debug("%s failed", item.path, exc_info=True)
+                error = failure(item.path, err)
+        if error is not None:
+            tqdm.write(f"error: {error}", file=sys.stderr)
+            failed += 1
+    return entries, failed
 
 
 def main(argv=None) -> int:
@@ -116,24 +137,14 @@ def main(argv=None) -> int:
     if not paths:
         raise InputError(f"{' '.join(args.images)}: no images found")
     weights = resolve_weights(args.weights)
-    detector = Detector.load(weights, args.device, cfg, schema.proposals)
-    # Proposals of the next images are computed in a worker while this process classifies.
-    items = prefetch(paths, build_detector_proposer, (cfg, weights, schema.proposals, args.device),
-                     ahead=args.prefetch)
-    entries, failed = [], 0
-    # The bar only on a terminal (disable=None): piped stderr keeps exactly one line per failed image.
-    for item in tqdm(items, total=len(paths), desc="detect", unit="img",
-                     disable=None if len(paths) > 1 else True, leave=False):
-        error = item.error
-        if error is None:
-            try:
-                entries.append(report(item, detector, args.out, args.draw_threshold))
-            except Exception as err:  # one bad image must not stop the batch; say which and why
-                log.debug("%s failed", item.path, exc_info=True)
-                error = failure(item.path, err)
-        if error is not None:
-            tqdm.write(f"error: {error}", file=sys.stderr)
-            failed += 1
+    # Selective search of the next images runs in a worker while this process classifies; it
+    # starts before torch and the networks load, so that the two starts overlap.
+    with prefetch(paths, build_background_proposer, (cfg.proposal_method, schema.proposals),
+                  ahead=args.prefetch) as items:
+        from detector.api import Detector  # torch, imported while the worker starts (see the top)
+
+        detector = Detector.load(weights, args.device, cfg, schema.proposals)
+        entries, failed = detect_all(items, len(paths), detector, args)
     if args.json:
         write_json(args.json, entries, indent=1)
     save_run_config(dataclasses.replace(schema, detector=cfg), args.out, args.json)

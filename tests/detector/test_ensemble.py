@@ -6,7 +6,7 @@ import torch
 from core.errors import InputError
 from detector.classifier import RegionClassifier
 from detector.config import ClassifierConfig
-from detector.ensemble import average_probabilities, check_members, member_probabilities
+from detector.ensemble import average_probabilities, balanced_batch, check_members, member_probabilities
 
 TINY = ClassifierConfig(width=0.125, input_size=32, padding=2)
 
@@ -41,3 +41,29 @@ def test_members_must_share_classes():
         check_members([])
     with pytest.raises(InputError, match="member 1"):
         check_members([RegionClassifier(["x"], TINY), RegionClassifier(["y"], TINY)])
+
+
+def test_parallel_streams_give_one_streams_probabilities_exactly():
+    # Two paddings (two warp groups), five batches of 3: several jobs per stream.
+    torch.manual_seed(1)
+    members = [RegionClassifier(["x", "y"], TINY).eval(),
+               RegionClassifier(["x", "y"], ClassifierConfig(width=0.125, input_size=32, padding=6)).eval()]
+    image = np.random.default_rng(1).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    xy = torch.rand(13, 2, generator=torch.Generator().manual_seed(2)) * 50
+    boxes = torch.cat([xy, xy + 8 + xy.flip(1) / 2], dim=1)
+    threads = torch.get_num_threads()
+    one, _ = member_probabilities(image, boxes, members, batch=3, streams=1)
+    two, feats = member_probabilities(image, boxes, members, batch=3, streams=2, with_features=True)
+    assert torch.equal(one, two)  # a region's outputs do not depend on its thread or batch
+    assert feats[0].shape[0] == 13 and torch.get_num_threads() == threads  # threads restored
+
+
+@pytest.mark.parametrize("regions,batch,groups,streams,expect", [
+    (765, 256, 3, 2, 192),   # 3 x 3 = 9 jobs -> 3 x 4 = 12, six per stream
+    (512, 256, 2, 2, 256),   # already even
+    (765, 256, 3, 1, 256),   # one stream: unchanged
+    (1, 256, 3, 2, 1),       # cannot split further
+    (0, 256, 3, 2, 256),
+])
+def test_balanced_batch_splits_jobs_evenly(regions, batch, groups, streams, expect):
+    assert balanced_batch(regions, batch, groups, streams) == expect

@@ -1,4 +1,4 @@
-"""detector.warp: the batched roi_align warp against the per-region OpenCV reference.
+"""detector.warp: the batched grid_sample warp against the per-region OpenCV reference.
 
 Tolerance: atol 1e-5 (float rounding) on every pixel whose bilinear sample lies inside the cropped
 region: all of a shrunk region, and all but the outer ceil((S / w - 1) / 2) rows/columns of an
