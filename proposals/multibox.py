@@ -9,7 +9,10 @@ Data flow: image uint8 H×W×3 → resized anisotropically to ``input_size``² (
 same implementation as the region classifiers) → 1×1 conv → a head → per prior 4 offsets + 1
 objectness logit. Head ``"fc"`` is MB1's (one FC output slot per prior); the default ``"prior"``
 shares one small MLP across priors, each reading the map under its own prior box (see
-:class:`MultiBoxNet`): on this CPU budget the FC head did not learn beyond its priors.
+:class:`MultiBoxNet`): on this CPU budget the FC head did not learn beyond its priors. Head
+``"multiscale"`` (MSC-MultiBox's idea of predictors on several scales) reads each prior from the
+3b, 4e or 5b map (strides 8 / 16 / 32) by its size (:func:`assign_levels`), so that small objects
+are not lost inside one cell of the 5b map (numbers in ``configs/multibox.yaml``).
 
 * Priors: k-means with distance 1 − IoU on the normalised training boxes (:func:`kmeans_priors`).
 * Offsets: centre/size encoding against the prior, ``(dx, dy, dw, dh) = (10·Δcx/pw, 10·Δcy/ph,
@@ -57,6 +60,9 @@ log = logging.getLogger(__name__)
 
 CODER = BoxCoder((10.0, 10.0, 5.0, 5.0))  # offsets (dx, dy, dw, dh) against the priors, see above
 
+# The Inception maps the multiscale head can read (each inception block's output) → stride in input pixels.
+LEVEL_STRIDES = {"3a": 8, "3b": 8, "4a": 16, "4b": 16, "4c": 16, "4d": 16, "4e": 16, "5a": 32, "5b": 32}
+
 
 @dataclass(frozen=True)
 class MultiBoxConfig:
@@ -65,8 +71,11 @@ class MultiBoxConfig:
     width: float = 0.25  # Inception width multiplier of the trunk (1.0 = GoogLeNet)
     input_size: int = 160  # images are resized to input_size × input_size (from the pretrained trunk; was 128)
     num_priors: int = 400  # K, priors (k-means clusters) = output slots (swept 100/200/400)
-    head: Literal["fc", "prior"] = "prior"  # see MultiBoxNet: MB1's FC slots or a shared per-prior MLP
-    head_channels: int = 64  # 1×1 conv on the 5b map before the head
+    head: Literal["fc", "prior", "multiscale"] = "prior"  # see MultiBoxNet: MB1's FC slots, a shared per-prior
+    #   MLP on the 5b map, or the same MLP reading each prior from a trunk level chosen by its size
+    levels: tuple[str, ...] = ("3b", "4e", "5b")  # multiscale: the trunk maps read, in trunk order (LEVEL_STRIDES)
+    level_cells: float = 3.0  # multiscale: a prior reads the coarsest level on which it spans ≥ this many cells
+    head_channels: int = 64  # 1×1 conv on each map read, before the head
     head_grid: int = 2  # fc: the map pooled to grid²; prior: RoI grid² per prior
     hidden: int = 256  # hidden FC width (MB-code: 1536 at full size)
     dropout: float = 0.2  # before the output layer, training only
@@ -81,7 +90,12 @@ class MultiBoxConfig:
     def __post_init__(self):
         check_ranges(self, width=POSITIVE, input_size=Range(32), num_priors=AT_LEAST_ONE, head_channels=AT_LEAST_ONE,
                      head_grid=AT_LEAST_ONE, hidden=AT_LEAST_ONE, dropout=Range(0, 1, hi_open=True), alpha=COUNT,
-                     match_iou=IOU, nms_iou=IOU, top_k=AT_LEAST_ONE, prior_seed=COUNT, kmeans_iters=AT_LEAST_ONE)
+                     match_iou=IOU, nms_iou=IOU, top_k=AT_LEAST_ONE, prior_seed=COUNT, kmeans_iters=AT_LEAST_ONE,
+                     level_cells=POSITIVE)
+        order = list(LEVEL_STRIDES)
+        if (not self.levels or any(name not in LEVEL_STRIDES for name in self.levels)
+                or [order.index(n) for n in self.levels] != sorted({order.index(n) for n in self.levels})):
+            raise ConfigError(f"levels: {list(self.levels)} must be distinct maps of {order}, in that order")
 
 
 # ---------------------------------------------------------------- priors
@@ -145,6 +159,50 @@ def _update_centres(boxes: Tensor, assign: Tensor, centres: Tensor, dist: Tensor
 
 # ---------------------------------------------------------------- network
 
+def assign_levels(priors: Tensor, input_size: int, levels: tuple[str, ...], level_cells: float) -> Tensor:
+    """Which of ``levels`` (fine to coarse) each prior is read from.
+
+    A prior of size ``s = √(w·h)`` (normalised) spans ``s · input_size / stride`` cells of a
+    level; it takes the coarsest level where that is at least ``level_cells`` (coarser maps see
+    more context and are more semantic), the finest level if none is (small priors: on the
+    coarse map they would fall inside one cell, and their offsets could not be told apart).
+
+    Args:
+        priors: ``[K, 4]`` xyxy normalised.
+
+    Returns:
+        ``[K]`` int64 indices into ``levels``.
+    """
+    size = ((priors[:, 2] - priors[:, 0]).clamp(min=0) * (priors[:, 3] - priors[:, 1]).clamp(min=0)).sqrt()
+    level = torch.zeros(len(priors), dtype=torch.int64)
+    for i, name in enumerate(levels):  # fine → coarse: the last level that fits wins
+        level[size * input_size / LEVEL_STRIDES[name] >= level_cells] = i
+    return level
+
+
+def trunk_maps(trunk: Inception, x: Tensor, names: tuple[str, ...]) -> list[Tensor]:
+    """Normalised images ``[B, 3, S, S]`` → the outputs of the inception blocks ``names`` (in trunk
+    order), each ``[B, C_l, ⌈S/stride⌉, ⌈S/stride⌉]``; runs the trunk only as far as the last one.
+
+    Follows ``Inception._trunk``'s order (stem, 3a–3b, pool, 4a–4e, pool, 5a–5b) without the
+    auxiliary heads, which MultiBox's trunk does not have.
+    """
+    x = trunk.maxpool2(trunk.conv3(trunk.conv2(trunk.maxpool1(trunk.conv1(x)))))
+    out, wanted = [], set(names)
+    for name in LEVEL_STRIDES:
+        if not wanted:
+            break
+        if name == "4a":
+            x = trunk.maxpool3(x)
+        elif name == "5a":
+            x = trunk.maxpool4(x)
+        x = getattr(trunk, f"inception{name}")(x)
+        if name in wanted:
+            out.append(x)
+            wanted.discard(name)
+    return out
+
+
 class MultiBoxNet(nn.Module):
     """Inception trunk → 1×1 conv → a head → ``(offsets [B, K, 4], logits [B, K])``.
 
@@ -155,24 +213,33 @@ class MultiBoxNet(nn.Module):
             over its own box (dilated 1.5× for context) at ``head_grid``², the global average of
             the map, and its own coordinates. Same outputs and loss; it learned far faster on this
             CPU budget (see configs/multibox.yaml).
+        ``"multiscale"``: the ``"prior"`` MLP, but each prior's RoI is pooled from one of several
+            trunk maps (``levels``, each with its own 1×1 conv), the one :func:`assign_levels`
+            picks for its size; the global average is the coarsest map's. In the spirit of
+            MSC-MultiBox's predictors on several scales: on the 5b map alone (5×5 at 160 px) a
+            small object is under one cell and its box cannot be regressed.
     """
 
     def __init__(self, priors: Tensor, width: float = 0.25, head: str = "prior", head_channels: int = 64,
-                 head_grid: int = 2, hidden: int = 256, dropout: float = 0.2) -> None:
+                 head_grid: int = 2, hidden: int = 256, dropout: float = 0.2, levels: tuple[str, ...] = ("5b",),
+                 input_size: int = 160, level_cells: float = 3.0) -> None:
         super().__init__()
         self.num_priors, self.head, self.head_grid = len(priors), head, head_grid
         self.register_buffer("priors", torch.as_tensor(priors, dtype=torch.float32).reshape(-1, 4).clone())
         self.trunk = Inception(0, width=width, aux_logits=False)
-        self.reduce = BasicConv2d(self.trunk.feature_channels, head_channels, kernel_size=1)
         self.dropout = nn.Dropout(dropout)
+        if head == "multiscale":
+            self._init_levels(levels, input_size, level_cells, head_channels)
+        else:  # the single-map heads keep their parameter names: older checkpoints load unchanged
+            self.reduce = BasicConv2d(self.trunk.feature_channels, head_channels, kernel_size=1)
         if head == "fc":
             self.fc = nn.Linear(head_channels * head_grid * head_grid, hidden)
             self.out = nn.Linear(hidden, self.num_priors * 5)
-        elif head == "prior":
+        elif head in ("prior", "multiscale"):
             self.fc = nn.Linear(head_channels * (head_grid * head_grid + 1) + 4, hidden)
             self.out = nn.Linear(hidden, 5)
         else:
-            raise ValueError(f"head must be 'fc' or 'prior', got {head!r}")
+            raise ValueError(f"head must be 'fc', 'prior' or 'multiscale', got {head!r}")
         # Start at the priors with objectness ~1%: the many negatives then cost little at step 0.
         nn.init.normal_(self.out.weight, std=1e-3)
         bias = self.out.bias.view(-1, 5) if head == "fc" else self.out.bias.view(1, 5)
@@ -180,24 +247,57 @@ class MultiBoxNet(nn.Module):
             bias[:, :4] = 0
             bias[:, 4] = -math.log(99.0)
 
+    def _init_levels(self, levels: tuple[str, ...], input_size: int, level_cells: float, channels: int) -> None:
+        """One 1×1 conv per level, and each prior's level (a function of the priors: not saved)."""
+        self.levels = tuple(levels)
+        self.reduces = nn.ModuleDict({name: BasicConv2d(getattr(self.trunk, f"inception{name}").out_channels,
+                                                        channels, kernel_size=1) for name in self.levels})
+        level = assign_levels(self.priors, input_size, self.levels, level_cells)
+        order = torch.argsort(level, stable=True)  # priors grouped by level, in prior order within one
+        self.register_buffer("prior_level", level, persistent=False)
+        self.register_buffer("level_order", order, persistent=False)
+        self.register_buffer("level_inverse", torch.argsort(order), persistent=False)
+
+    def _rois(self) -> Tensor:
+        """``[K, 4]`` the priors dilated 1.5× about their centres (context), normalised."""
+        p = self.priors
+        centre, half = (p[:, :2] + p[:, 2:]) / 2, (p[:, 2:] - p[:, :2]) * 0.75
+        return torch.cat([centre - half, centre + half], 1)
+
+    def _pool(self, fmap: Tensor, rois: Tensor) -> Tensor:
+        """``roi_align`` of normalised ``rois [R, 4]`` on every image of ``fmap [B, C, h, w]`` → ``[B, R, C·g²]``."""
+        b, c, h, w = fmap.shape
+        pixels = rois * fmap.new_tensor([w, h, w, h])
+        pooled = roi_align(fmap, [pixels] * b, self.head_grid, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+        return pooled.view(b, len(rois), c * self.head_grid ** 2)  # explicit: a level may have no priors
+
     def _prior_inputs(self, fmap: Tensor) -> Tensor:
         """``[B, C, h, w]`` → per-prior inputs ``[B, K, C·g² + C + 4]``."""
-        b, c, h, w = fmap.shape
-        p = self.priors
-        centre, half = (p[:, :2] + p[:, 2:]) / 2, (p[:, 2:] - p[:, :2]) * 0.75  # 1.5× context
-        rois = torch.cat([centre - half, centre + half], 1) * fmap.new_tensor([w, h, w, h])
-        pooled = roi_align(fmap, [rois] * b, self.head_grid, spatial_scale=1.0, sampling_ratio=2, aligned=True)
-        pooled = pooled.view(b, self.num_priors, -1)
+        b, c = fmap.shape[:2]
         glob = fmap.mean(dim=(2, 3))[:, None].expand(b, self.num_priors, c)
-        return torch.cat([pooled, glob, p[None].expand(b, -1, -1)], dim=2)
+        return torch.cat([self._pool(fmap, self._rois()), glob, self.priors[None].expand(b, -1, -1)], dim=2)
+
+    def _multiscale_inputs(self, maps: list[Tensor]) -> Tensor:
+        """Reduced level maps (fine → coarse) → per-prior inputs ``[B, K, C·g² + C + 4]``, each
+        prior's RoI pooled from its own level."""
+        rois, b = self._rois()[self.level_order], len(maps[0])
+        sorted_level = self.prior_level[self.level_order]
+        parts = [self._pool(fmap, rois[sorted_level == i]) for i, fmap in enumerate(maps)]
+        pooled = torch.cat(parts, dim=1)[:, self.level_inverse]  # back to prior order
+        glob = maps[-1].mean(dim=(2, 3))[:, None].expand(b, self.num_priors, maps[-1].shape[1])
+        return torch.cat([pooled, glob, self.priors[None].expand(b, -1, -1)], dim=2)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Normalised images ``[B, 3, S, S]`` → offsets ``[B, K, 4]``, objectness logits ``[B, K]``."""
-        fmap = self.reduce(self.trunk.features(x))
-        if self.head == "fc":
-            h = torch.flatten(F.adaptive_avg_pool2d(fmap, self.head_grid), 1)
+        if self.head == "multiscale":
+            maps = trunk_maps(self.trunk, x, self.levels)
+            h = self._multiscale_inputs([self.reduces[n](m) for n, m in zip(self.levels, maps)])
         else:
-            h = self._prior_inputs(fmap)
+            fmap = self.reduce(self.trunk.features(x))
+            if self.head == "fc":
+                h = torch.flatten(F.adaptive_avg_pool2d(fmap, self.head_grid), 1)
+            else:
+                h = self._prior_inputs(fmap)
         out = self.out(self.dropout(F.relu(self.fc(h), inplace=True))).view(len(x), self.num_priors, 5)
         return out[..., :4], out[..., 4]
 
@@ -207,7 +307,8 @@ def build_net(cfg: MultiBoxConfig, priors: Tensor) -> MultiBoxNet:
     if len(priors) != cfg.num_priors:
         raise ValueError(f"config says {cfg.num_priors} priors, got {len(priors)}")
     return MultiBoxNet(priors, width=cfg.width, head=cfg.head, head_channels=cfg.head_channels,
-                       head_grid=cfg.head_grid, hidden=cfg.hidden, dropout=cfg.dropout)
+                       head_grid=cfg.head_grid, hidden=cfg.hidden, dropout=cfg.dropout, levels=cfg.levels,
+                       input_size=cfg.input_size, level_cells=cfg.level_cells)
 
 
 # ---------------------------------------------------------------- images
