@@ -69,15 +69,15 @@ class MultiBoxConfig:
     """The MultiBox network and its inference; saved in every checkpoint."""
 
     width: float = 0.25  # Inception width multiplier of the trunk (1.0 = GoogLeNet)
-    input_size: int = 160  # images are resized to input_size × input_size (from the pretrained trunk; was 128)
-    num_priors: int = 400  # K, priors (k-means clusters) = output slots (swept 100/200/400)
-    head: Literal["fc", "prior", "multiscale"] = "prior"  # see MultiBoxNet: MB1's FC slots, a shared per-prior
+    input_size: int = 224  # images are resized to input_size × input_size (multiscale; the prior head used 160)
+    num_priors: int = 1200  # K, priors (k-means clusters) = output slots (swept 100/200/400 for the prior head)
+    head: Literal["fc", "prior", "multiscale"] = "multiscale"  # see MultiBoxNet: MB1's FC slots, a shared per-prior
     #   MLP on the 5b map, or the same MLP reading each prior from a trunk level chosen by its size
     levels: tuple[str, ...] = ("3b", "4e", "5b")  # multiscale: the trunk maps read, in trunk order (LEVEL_STRIDES)
     level_cells: float = 3.0  # multiscale: a prior reads the coarsest level on which it spans ≥ this many cells
     head_channels: int = 64  # 1×1 conv on each map read, before the head
     head_grid: int = 2  # fc: the map pooled to grid²; prior: RoI grid² per prior
-    hidden: int = 256  # hidden FC width (MB-code: 1536 at full size)
+    hidden: int = 128  # hidden FC width (MB-code: 1536 at full size)
     dropout: float = 0.2  # before the output layer, training only
     alpha: float = 1.0  # weight of the localisation loss (swept 0.3/1/3)
     loc_loss: Literal["smooth_l1", "l2"] = "smooth_l1"  # l2 is MB1's ½‖l − g‖²

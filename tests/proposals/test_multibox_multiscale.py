@@ -102,7 +102,7 @@ def test_a_level_without_priors_is_fine():
 
 
 def test_multiscale_config_is_checked():
-    assert MultiBoxConfig().head == "prior"  # the bundled model's head stays the default
+    assert MultiBoxConfig().head == "multiscale"  # the bundled model's head is the default
     for levels in ([], ["5b", "3b"], ["3b", "3b"], ["6a"]):
         with pytest.raises(ConfigError, match="levels"):
             build_dataclass(MultiBoxConfig, {"levels": levels}, "multibox")
