@@ -190,9 +190,12 @@ class Inception(nn.Module):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
 
+    def stem(self, x: Tensor) -> Tensor:
+        """``[B, 3, H, W]`` → the input of block 3a (conv1, pool, conv2, conv3, pool: stride 8)."""
+        return self.maxpool2(self.conv3(self.conv2(self.maxpool1(self.conv1(x)))))
+
     def _stem_to_4a(self, x: Tensor) -> Tensor:
-        x = self.maxpool2(self.conv3(self.conv2(self.maxpool1(self.conv1(x)))))
-        x = self.maxpool3(self.inception3b(self.inception3a(x)))
+        x = self.maxpool3(self.inception3b(self.inception3a(self.stem(x))))
         return self.inception4a(x)
 
     def _trunk(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:

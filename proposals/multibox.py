@@ -187,7 +187,7 @@ def trunk_maps(trunk: Inception, x: Tensor, names: tuple[str, ...]) -> list[Tens
     Follows ``Inception._trunk``'s order (stem, 3a–3b, pool, 4a–4e, pool, 5a–5b) without the
     auxiliary heads, which MultiBox's trunk does not have.
     """
-    x = trunk.maxpool2(trunk.conv3(trunk.conv2(trunk.maxpool1(trunk.conv1(x)))))
+    x = trunk.stem(x)
     out, wanted = [], set(names)
     for name in LEVEL_STRIDES:
         if not wanted:
