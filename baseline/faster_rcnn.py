@@ -1,4 +1,12 @@
-"""torchvision Faster R-CNN (MobileNetV3-Large FPN), no pretrained weights, on a CPU-time budget.
+"""torchvision Faster R-CNN on a time budget, with one of two backbones (``baseline.backbone``):
+
+* ``mobilenet_v3``: torchvision's own ``fasterrcnn_mobilenet_v3_large_fpn``, random init;
+* ``inception``: our Inception trunk (``nets.inception``, the width our members use) under a
+  torchvision FPN over blocks 3b/4e/5b (strides 8/16/32, plus a max-pooled 64), which
+  ``tools/train_baseline.py --pretrained`` starts from a ``tools/pretrain.py`` checkpoint, so that
+  the baseline's backbone learns from the same crop stream as our members. Its BatchNorm layers are
+  frozen (``freeze_bn``), as torchvision and detectron2 do for a pretrained backbone: 4 images a
+  step are too few to re-estimate them.
 
 Trained by core.engine (one endless epoch that the wall-clock budget ends); checkpoints in
 core.checkpoint's format (earlier files load through :func:`upgrade`).
@@ -12,11 +20,17 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
+from torch import nn
+from torchvision.models.detection import FasterRCNN, fasterrcnn_mobilenet_v3_large_fpn
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.misc import FrozenBatchNorm2d
 from tqdm import tqdm
 
 from core import checkpoint as common
@@ -28,12 +42,19 @@ from core.engine import resume as engine_resume
 from core.errors import InputError
 from core.image import load_image
 from core.structures import DetectionDataset, Detections, ImageAnnotations
+from nets.inception import BLOCK_STRIDES, Inception
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class BaselineConfig:
+    backbone: str = "mobilenet_v3"  # or "inception" (our trunk + FPN; see the module docstring)
+    width: float = 0.25          # inception: the trunk's width multiplier (a pretrained trunk's own)
+    levels: tuple[str, ...] = ("3b", "4e", "5b")  # inception: the blocks the FPN reads, in trunk order
+    fpn_channels: int = 128      # inception: FPN output channels
+    freeze_bn: bool = True       # inception: BatchNorm frozen at the (pretrained) statistics
+    clock: str = "wall"          # what budget_minutes counts: "wall" clock or this process's "cpu" time
     min_size: int = 384          # our images are 256-512 px on the long side
     max_size: int = 512
     batch_size: int = 4
@@ -52,17 +73,87 @@ class BaselineConfig:
         check_ranges(self, min_size=AT_LEAST_ONE, max_size=AT_LEAST_ONE, batch_size=AT_LEAST_ONE, lr=POSITIVE,
                      momentum=Range(0, 1, hi_open=True), weight_decay=COUNT, warmup_iters=COUNT,
                      budget_minutes=POSITIVE, lr_drop_at=Range(0, 1), score_thresh=FRACTION,
-                     detections_per_img=AT_LEAST_ONE, seed=COUNT)
+                     detections_per_img=AT_LEAST_ONE, seed=COUNT, width=POSITIVE, fpn_channels=AT_LEAST_ONE)
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"backbone: {self.backbone!r} is not one of {', '.join(BACKBONES)}")
+        if self.clock not in CLOCKS:
+            raise ConfigError(f"clock: {self.clock!r} is not one of {', '.join(CLOCKS)}")
+        order = list(BLOCK_STRIDES)
+        if (not self.levels or any(name not in BLOCK_STRIDES for name in self.levels)
+                or [order.index(n) for n in self.levels] != sorted({order.index(n) for n in self.levels})):
+            raise ConfigError(f"levels: {list(self.levels)} must be distinct inception blocks in trunk order "
+                              f"({', '.join(order)})")
         if self.min_size > self.max_size:
             raise ConfigError(f"min_size: {self.min_size} is out of range (value <= max_size {self.max_size})")
 
 
+BACKBONES = ("mobilenet_v3", "inception")
+CLOCKS = {"wall": time.monotonic, "cpu": time.process_time}
+# Inception backbone anchors, per FPN level (strides 8, 16, 32, 64): two sizes × three aspect ratios
+# each, spanning the benchmark's objects (12-300 px, ×0.75-2.5 after the resize to min_size).
+INCEPTION_ANCHORS = ((16, 24), (32, 48), (64, 96), (160, 320))
+
+
+class InceptionFPN(nn.Module):
+    """Our Inception trunk → a torchvision FPN over ``levels`` (+ a max-pooled level): the
+    backbone torchvision's ``FasterRCNN`` takes (``out_channels``; forward → ordered maps)."""
+
+    def __init__(self, cfg: BaselineConfig) -> None:
+        super().__init__()
+        self.body = Inception(0, cfg.width, aux_logits=False)
+        self.levels = tuple(cfg.levels)
+        channels = [getattr(self.body, f"inception{name}").out_channels for name in self.levels]
+        self.fpn = FeaturePyramidNetwork(channels, cfg.fpn_channels, extra_blocks=LastLevelMaxPool())
+        self.out_channels = cfg.fpn_channels
+
+    def forward(self, x: torch.Tensor) -> OrderedDict:
+        maps = self.body.block_maps(x, self.levels)
+        return self.fpn(OrderedDict((str(i), m) for i, m in enumerate(maps)))
+
+
+def freeze_batchnorm(module: nn.Module) -> nn.Module:
+    """Every ``BatchNorm2d`` under ``module`` replaced, in place, by torchvision's ``FrozenBatchNorm2d``
+    (the same state-dict keys, so a BatchNorm checkpoint loads into it)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            frozen.load_state_dict({k: v for k, v in child.state_dict().items() if k != "num_batches_tracked"})
+            setattr(module, name, frozen)
+        else:
+            freeze_batchnorm(child)
+    return module
+
+
 def build_model(num_classes: int, cfg: BaselineConfig) -> torch.nn.Module:
-    """Faster R-CNN MobileNetV3-FPN with ``num_classes`` object classes (+1 background), random init."""
-    return fasterrcnn_mobilenet_v3_large_fpn(
-        weights=None, weights_backbone=None, num_classes=num_classes + 1,
-        min_size=cfg.min_size, max_size=cfg.max_size, box_score_thresh=cfg.score_thresh,
-        box_detections_per_img=cfg.detections_per_img)
+    """Faster R-CNN with ``num_classes`` object classes (+1 background), random init, on
+    ``cfg.backbone`` (start an inception backbone from pretraining with :func:`load_backbone`)."""
+    common_args = dict(min_size=cfg.min_size, max_size=cfg.max_size, box_score_thresh=cfg.score_thresh,
+                       box_detections_per_img=cfg.detections_per_img)
+    if cfg.backbone == "mobilenet_v3":
+        return fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None, num_classes=num_classes + 1,
+                                                 **common_args)
+    backbone = InceptionFPN(cfg)
+    if cfg.freeze_bn:
+        freeze_batchnorm(backbone.body)
+    levels = len(cfg.levels) + 1
+    anchors = AnchorGenerator(INCEPTION_ANCHORS[-levels:], ((0.5, 1.0, 2.0),) * levels)
+    pool = MultiScaleRoIAlign([str(i) for i in range(len(cfg.levels))], output_size=7, sampling_ratio=2)
+    return FasterRCNN(backbone, num_classes + 1, rpn_anchor_generator=anchors, box_roi_pool=pool, **common_args)
+
+
+def load_backbone(model: FasterRCNN, path) -> str:
+    """Start an inception-backbone baseline's trunk from a ``tools/pretrain.py`` checkpoint.
+
+    Raises:
+        InputError: not a pretraining checkpoint, a MobileNet baseline, or weights that do not fit.
+    """
+    from detector.pretrain import load_pretrained, read_pretrained
+    if not isinstance(model.backbone, InceptionFPN):
+        raise InputError(f"{path}: --pretrained needs baseline.backbone=inception")
+    blob = read_pretrained(path)
+    if blob is None:
+        raise InputError(f"{path}: not a tools/pretrain.py checkpoint")
+    return load_pretrained(model.backbone.body, blob, path)
 
 
 def _sample(ann: ImageAnnotations, root: str, flip: bool):
@@ -119,7 +210,8 @@ def baseline_recipe(model, dataset: DetectionDataset, cfg: BaselineConfig, optim
         return {"loss": loss.item()}
 
     return Recipe(1, lambda state: batches(dataset, cfg, state.iteration, device), step, save, seed=cfg.seed,
-                  budget_seconds=cfg.budget_minutes * 60, save_every=200, name="faster-rcnn")
+                  budget_seconds=cfg.budget_minutes * 60, save_every=200, name="faster-rcnn",
+                  clock=CLOCKS[cfg.clock])
 
 
 def train(model, dataset: DetectionDataset, cfg: BaselineConfig, optimizer: torch.optim.Optimizer,
@@ -133,7 +225,7 @@ def train(model, dataset: DetectionDataset, cfg: BaselineConfig, optimizer: torc
 
 KIND = "faster-rcnn"
 # A resumed run may get a larger budget (it trains on) and other inference settings.
-RESUMABLE = ("baseline.budget_minutes", "baseline.score_thresh", "baseline.detections_per_img")
+RESUMABLE = ("baseline.budget_minutes", "baseline.score_thresh", "baseline.detections_per_img", "baseline.clock")
 
 
 def save_checkpoint(path, model, config: dict, classes: list[str], optimizer: torch.optim.Optimizer,

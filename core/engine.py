@@ -94,6 +94,9 @@ class Recipe:
         budget_seconds: stop when this much training time is spent (0 = no budget).
         save_every: also save every this many steps (0 = only after epochs and at the budget).
         name: the progress bars' label.
+        clock: what the budget counts, in seconds: ``time.monotonic`` (wall-clock, the default) or
+            ``time.process_time`` (this process's CPU time: a budget in CPU-minutes that a shared
+            or paused machine does not eat into).
     """
 
     epochs: int
@@ -106,6 +109,7 @@ class Recipe:
     budget_seconds: float = 0.0
     save_every: int = 0
     name: str = "train"
+    clock: Callable[[], float] = time.monotonic
 
 
 def _out_of_time(recipe: Recipe, state: TrainState) -> bool:
@@ -128,10 +132,10 @@ def train_one_epoch(recipe: Recipe, state: TrainState) -> tuple[dict[str, float]
     steps, recent = 0, []
     bar = tqdm(recipe.batches(state), total=recipe.steps_per_epoch, desc=f"{recipe.name} epoch {state.epoch + 1}",
                leave=False, dynamic_ncols=True)
-    tick = time.monotonic()
+    tick = recipe.clock()
     for batch in bar:
         parts = recipe.step(batch, state)
-        now = time.monotonic()  # the budget counts loading the batch as well as the step
+        now = recipe.clock()  # the budget counts loading the batch as well as the step
         state.seconds, tick = state.seconds + now - tick, now
         if recipe.budget_seconds > 0:
             state.seconds = max_over_ranks(state.seconds)  # every rank stops at the same step

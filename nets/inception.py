@@ -62,6 +62,9 @@ INCEPTION_SPECS = {
     "5b": (384, 192, 384, 48, 128, 128),
 }
 
+# Each inception block's output → its stride in input pixels (the maps MultiBox and the FPN read).
+BLOCK_STRIDES = {"3a": 8, "3b": 8, "4a": 16, "4b": 16, "4c": 16, "4d": 16, "4e": 16, "5a": 32, "5b": 32}
+
 
 def normalize(images: Tensor, mean: Sequence[float] = IMAGENET_MEAN,
               std: Sequence[float] = IMAGENET_STD) -> Tensor:
@@ -207,6 +210,25 @@ class Inception(nn.Module):
         aux2 = self.aux2(x) if with_aux else None
         x = self.maxpool4(self.inception4e(x))
         return self.inception5b(self.inception5a(x)), aux1, aux2
+
+    def block_maps(self, x: Tensor, names: Sequence[str]) -> list[Tensor]:
+        """Normalised images → the outputs of the inception blocks ``names`` (in trunk order), each
+        ``[B, C, ⌈H/stride⌉, ⌈W/stride⌉]``; runs the trunk only as far as the last one, without the
+        auxiliary heads (the order of :meth:`_trunk`: stem, 3a–3b, pool, 4a–4e, pool, 5a–5b)."""
+        x = self.stem(x)
+        out, wanted = [], set(names)
+        for name in BLOCK_STRIDES:
+            if not wanted:
+                break
+            if name == "4a":
+                x = self.maxpool3(x)
+            elif name == "5a":
+                x = self.maxpool4(x)
+            x = getattr(self, f"inception{name}")(x)
+            if name in wanted:
+                out.append(x)
+                wanted.discard(name)
+        return out
 
     def features(self, x: Tensor) -> Tensor:
         """Normalised images ``[B, 3, H, W]`` → the inception-5b map ``[B, feature_channels, h, w]``."""

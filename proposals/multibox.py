@@ -53,7 +53,7 @@ from core import checkpoint as common
 from core.box_coder import BoxCoder
 from core.config import AT_LEAST_ONE, COUNT, IOU, POSITIVE, ConfigError, Range, build_dataclass, check_ranges
 from core.errors import InputError
-from nets.inception import BasicConv2d, Inception, normalize
+from nets.inception import BLOCK_STRIDES, BasicConv2d, Inception, normalize
 from proposals.base import SOURCE_MULTIBOX, Proposals
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 CODER = BoxCoder((10.0, 10.0, 5.0, 5.0))  # offsets (dx, dy, dw, dh) against the priors, see above
 
 # The Inception maps the multiscale head can read (each inception block's output) → stride in input pixels.
-LEVEL_STRIDES = {"3a": 8, "3b": 8, "4a": 16, "4b": 16, "4c": 16, "4d": 16, "4e": 16, "5a": 32, "5b": 32}
+LEVEL_STRIDES = BLOCK_STRIDES
 
 
 @dataclass(frozen=True)
@@ -182,25 +182,8 @@ def assign_levels(priors: Tensor, input_size: int, levels: tuple[str, ...], leve
 
 def trunk_maps(trunk: Inception, x: Tensor, names: tuple[str, ...]) -> list[Tensor]:
     """Normalised images ``[B, 3, S, S]`` → the outputs of the inception blocks ``names`` (in trunk
-    order), each ``[B, C_l, ⌈S/stride⌉, ⌈S/stride⌉]``; runs the trunk only as far as the last one.
-
-    Follows ``Inception._trunk``'s order (stem, 3a–3b, pool, 4a–4e, pool, 5a–5b) without the
-    auxiliary heads, which MultiBox's trunk does not have.
-    """
-    x = trunk.stem(x)
-    out, wanted = [], set(names)
-    for name in LEVEL_STRIDES:
-        if not wanted:
-            break
-        if name == "4a":
-            x = trunk.maxpool3(x)
-        elif name == "5a":
-            x = trunk.maxpool4(x)
-        x = getattr(trunk, f"inception{name}")(x)
-        if name in wanted:
-            out.append(x)
-            wanted.discard(name)
-    return out
+    order), each ``[B, C_l, ⌈S/stride⌉, ⌈S/stride⌉]`` (:meth:`nets.inception.Inception.block_maps`)."""
+    return trunk.block_maps(x, names)
 
 
 class MultiBoxNet(nn.Module):

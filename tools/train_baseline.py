@@ -1,7 +1,12 @@
-"""Train torchvision's Faster R-CNN (MobileNetV3-FPN, from scratch) on a synthetic split, then score it.
+"""Train torchvision's Faster R-CNN on a synthetic split, then score it.
 
     python tools/train_baseline.py --train data/train --val data/val --out runs/baseline \
         [--set baseline.budget_minutes=85] [--resume] [--device cpu]
+    python tools/train_baseline.py --train data/train --val data/val --out runs/baseline_inception \
+        --set baseline.backbone=inception --pretrained assets/pretrain/pretrain.pt [--set baseline.clock=cpu]
+
+The first is MobileNetV3-FPN from scratch; the second our Inception trunk under an FPN, started from
+a tools/pretrain.py checkpoint (the same crop stream our members start from).
 
 The budget is wall-clock minutes of training on this machine; for the same budget our models get,
 set it to what tools/train_bundled.sh took (~210 for the 12-epoch bundle; the default 85 is the
@@ -18,8 +23,8 @@ import sys
 
 import torch
 
-from baseline.faster_rcnn import (BaselineConfig, build_model, detect_dataset, load_baseline, make_optimizer,
-                                  resume, save_checkpoint, train)
+from baseline.faster_rcnn import (BaselineConfig, build_model, detect_dataset, load_backbone, load_baseline,
+                                  make_optimizer, resume, save_checkpoint, train)
 from core.cli import run
 from core.config import add_config_args, config_to_dict, load_config, save_config
 from core.errors import InputError
@@ -49,6 +54,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--eval-only", action="store_true", help="score OUT/checkpoint.pt without training")
+    parser.add_argument("--pretrained", metavar="PATH",
+                        help="start the trunk from a tools/pretrain.py checkpoint (baseline.backbone=inception)")
     parser.add_argument("--device", default="cpu")
     add_config_args(parser)
     args = parser.parse_args(argv)
@@ -66,6 +73,8 @@ def main(argv=None) -> int:
         model = load_baseline(ckpt_path)[0]
     elif args.resume and os.path.isfile(ckpt_path):
         state = resume(ckpt_path, model, optimizer, config)
+    elif args.pretrained:
+        print(f"{args.pretrained}: loaded the {load_backbone(model, args.pretrained)}")
     os.makedirs(args.out, exist_ok=True)
     save_config(schema, os.path.join(args.out, "config.yaml"))  # after the resume check: never clobbered
     if not args.eval_only:

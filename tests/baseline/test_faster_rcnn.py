@@ -94,3 +94,83 @@ def test_checkpoint_of_the_earlier_layout_loads(tiny_split, tmp_path):
     state = resume(path, model, optimizer, {"baseline": dataclasses.asdict(CFG)})
     assert (state.iteration, state.seconds) == (7, 9.5)
     assert load_baseline(path)[1]["classes"] == ["red", "green"]
+
+
+# ------------------------------------------------------------ the Inception backbone
+
+INCEPTION = dataclasses.replace(CFG, backbone="inception", width=0.125, fpn_channels=16)
+
+
+def _pretraining_checkpoint(path, width=0.125):
+    from detector.checkpoint import save_checkpoint as save_member
+    from detector.classifier import RegionClassifier
+    from detector.config import ClassifierConfig
+    torch.manual_seed(1)
+    member = RegionClassifier(["red", "green"], ClassifierConfig(width=width, input_size=32, padding=3))
+    save_member(path, member, {}, -1, 1)
+    return member
+
+
+def test_the_inception_backbone_trains_resumes_and_detects(tiny_split, tmp_path):
+    from baseline.faster_rcnn import detect_dataset, load_backbone
+    member = _pretraining_checkpoint(tmp_path / "pretrain.pt")
+    model, optimizer = _run(tiny_split, INCEPTION)
+    assert load_backbone(model, tmp_path / "pretrain.pt") == "trunk"
+    trunk = model.backbone.body
+    assert torch.equal(trunk.inception4e.branch1.conv.weight, member.net.inception4e.branch1.conv.weight)
+    bn = trunk.conv1.bn
+    assert type(bn).__name__ == "FrozenBatchNorm2d" and torch.equal(bn.running_var, member.net.conv1.bn.running_var)
+    path = tmp_path / "checkpoint.pt"
+    config = {"baseline": dataclasses.asdict(INCEPTION)}
+    state = train(model, tiny_split, INCEPTION, optimizer,
+                  save=lambda s: save_checkpoint(path, model, config, tiny_split.classes, optimizer, s))
+    assert state.iteration >= 1
+    assert torch.equal(bn.running_var, member.net.conv1.bn.running_var)  # frozen: training leaves them
+    loaded, _ = load_baseline(path)
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    dets, _ = detect_dataset(loaded, tiny_split)
+    assert set(dets) == {1, 2, 3, 4} and all(len(d.boxes) == len(d.scores) for d in dets.values())
+
+
+def test_the_fpn_reads_the_trunks_blocks_at_their_strides():
+    from baseline.faster_rcnn import InceptionFPN
+    fpn = InceptionFPN(INCEPTION).eval()
+    maps = fpn(torch.zeros(1, 3, 64, 96))
+    assert list(maps) == ["0", "1", "2", "pool"]
+    assert [tuple(m.shape[2:]) for m in maps.values()] == [(8, 12), (4, 6), (2, 3), (1, 2)]
+    assert all(m.shape[1] == 16 for m in maps.values())
+
+
+def test_the_inception_backbone_refuses_what_does_not_fit(tiny_split, tmp_path):
+    from baseline.faster_rcnn import load_backbone
+    _pretraining_checkpoint(tmp_path / "wide.pt", width=0.25)
+    model, _ = _run(tiny_split, INCEPTION)
+    with pytest.raises(InputError, match="wide.pt: pretrained weights do not fit"):
+        load_backbone(model, tmp_path / "wide.pt")
+    torch.save({"w": torch.zeros(1)}, tmp_path / "plain.pt")
+    with pytest.raises(InputError, match="plain.pt: not a tools/pretrain.py checkpoint"):
+        load_backbone(model, tmp_path / "plain.pt")
+    mobilenet, _ = _run(tiny_split)
+    with pytest.raises(InputError, match="needs baseline.backbone=inception"):
+        load_backbone(mobilenet, tmp_path / "wide.pt")
+    for bad, match in (({"backbone": "resnet"}, "backbone: 'resnet' is not one of"),
+                       ({"clock": "gpu"}, "clock: 'gpu' is not one of"),
+                       ({"levels": ("5b", "3b")}, "levels: .* in trunk order")):
+        with pytest.raises(ConfigError, match=match):
+            dataclasses.replace(INCEPTION, **bad)
+
+
+def test_the_budget_counts_the_clock_the_config_names(tiny_split):
+    import time
+
+    from baseline.faster_rcnn import baseline_recipe
+    from core.engine import fit
+    cfg = dataclasses.replace(CFG, clock="cpu", budget_minutes=1.0)
+    model, optimizer = _run(tiny_split, cfg)
+    recipe = baseline_recipe(model, tiny_split, cfg, optimizer)
+    assert recipe.clock is time.process_time
+    assert baseline_recipe(model, tiny_split, CFG, optimizer).clock is time.monotonic
+    readings = iter(range(0, 10 ** 6, 25))  # a clock that moves 25 s a step
+    state = fit(dataclasses.replace(recipe, clock=lambda: next(readings)))
+    assert state.iteration == 3 and state.seconds == 75  # the 60 s budget is spent during step 3
