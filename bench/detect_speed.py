@@ -63,6 +63,7 @@ from detector.ensemble import parallel_streams, resolve_streams
 from detector.pipeline import build_detector_proposer, detect_regions, load_members
 from detector.prefetch import prefetch
 from detector.train import region_loss
+from nets.inception import fold_batchnorm
 from proposals.base import SOURCE_SS, Proposals
 from proposals.build import build_background_proposer, complete_proposals
 from proposals.merge import MergedProposer, merge_proposals
@@ -167,7 +168,7 @@ def paper_members(classes: list[str], count: int = 6, device="cpu") -> list[Regi
     for i in range(count):
         cfg = member_variant(i, PAPER_CLASSIFIER, SamplerConfig(), TrainConfig())[0]
         torch.manual_seed(i)
-        members.append(RegionClassifier(classes, cfg).eval().to(device))
+        members.append(fold_batchnorm(RegionClassifier(classes, cfg).eval().to(device)))  # as load_members
     return members
 
 

@@ -39,6 +39,7 @@ from detector.ensemble import (
     resolve_streams,
 )
 from detector.postprocess import postprocess
+from nets.inception import fold_batchnorm
 from proposals.base import Proposals, Proposer
 from proposals.build import build_proposer
 
@@ -154,11 +155,12 @@ def weights_files(weights: str) -> list[str]:
 
 
 def load_members(weights: str, device="cpu") -> list[RegionClassifier]:
-    """Load every member a weights path names (eval mode, on ``device``); classes must agree."""
+    """Load every member a weights path names for inference (eval mode, on ``device``, BatchNorm
+    folded into the convolutions: :func:`nets.inception.fold_batchnorm`); classes must agree."""
     members: list[RegionClassifier] = []
     for path in member_paths(weights):
         expect = members[0].classes if members else None
-        members.append(load_member(path, device, expect_classes=expect).model)
+        members.append(fold_batchnorm(load_member(path, device, expect_classes=expect).model))
     return members
 
 

@@ -37,6 +37,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from core.checkpoint import load_weights_only, state_mismatch
 from core.errors import InputError
@@ -95,6 +96,24 @@ class BasicConv2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.bn(self.conv(x)), inplace=True)
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Every :class:`BasicConv2d` under ``module`` with its BatchNorm folded into the convolution
+    (in place; eval mode only: the statistics are frozen into the weights and the BatchNorm
+    becomes an identity, so the result can no longer be trained).
+
+    At inference a BatchNorm is a scale and shift of the convolution's output, and as its own
+    layer it reads and writes every activation once more: on a CPU, at width 0.25, that was
+    about a third of the forward time (README, Speed). Outputs agree to float rounding (~1e-6).
+    """
+    for child in module.modules():
+        if isinstance(child, BasicConv2d) and isinstance(child.bn, nn.BatchNorm2d):
+            if child.training:
+                raise ValueError("fold_batchnorm needs eval mode (it freezes the running statistics)")
+            child.conv = fuse_conv_bn_eval(child.conv, child.bn)
+            child.bn = nn.Identity()
+    return module
 
 
 class InceptionBlock(nn.Module):

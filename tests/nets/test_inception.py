@@ -6,8 +6,8 @@ import torch
 import torchvision
 
 from core.errors import InputError
-from nets.inception import (IMAGENET_MEAN, IMAGENET_STD, Inception, load_torchvision_googlenet,
-                            normalize)
+from nets.inception import (IMAGENET_MEAN, IMAGENET_STD, Inception, fold_batchnorm,
+                            load_torchvision_googlenet, normalize)
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +44,24 @@ def test_width_scales_channels_and_paper_kernel_option():
     assert paper.inception3a.branch3[1].conv.kernel_size == (5, 5)
     trunk = Inception(0, width=0.125).eval()
     assert trunk.fc is None and trunk.features(torch.randn(1, 3, 32, 32)).shape[1] == 128
+
+
+def test_fold_batchnorm_keeps_outputs_and_refuses_train_mode():
+    model = Inception(5, width=0.125)
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        # trained statistics, not the identity a fresh BatchNorm starts as
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.2, 0.2)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(model.train())
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        before = model.eval()(x)
+        after = fold_batchnorm(model)(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert (after - before).abs().max() < 1e-5 * max(1.0, before.abs().max().item())
 
 
 def test_normalize_is_explicit_imagenet_rgb():
