@@ -54,13 +54,20 @@ def test_fold_batchnorm_keeps_outputs_and_refuses_train_mode():
         bn.running_var.uniform_(0.5, 2.0)
         bn.weight.data.uniform_(0.5, 1.5)
         bn.bias.data.uniform_(-0.2, 0.2)
+
+    def batchnorms():
+        return sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+    unfolded = batchnorms()
+    model.eval().inception5b.train()  # one block left in train mode: refused, nothing folded
     with pytest.raises(ValueError, match="eval mode"):
-        fold_batchnorm(model.train())
+        fold_batchnorm(model)
+    assert batchnorms() == unfolded > 0
     x = torch.randn(3, 3, 64, 64)
     with torch.no_grad():
         before = model.eval()(x)
         after = fold_batchnorm(model)(x)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert batchnorms() == 0
     assert (after - before).abs().max() < 1e-5 * max(1.0, before.abs().max().item())
 
 
