@@ -4,8 +4,8 @@
 #     bash tools/train_bundled.sh            # every step resumes: re-run it after an interruption
 #
 # Steps: generate the train split (seed 1) and a val split (seed 2, never used for training);
-# pretrain a region classifier on rendered crops (tools/pretrain.py, 3 x 8 epochs; the train and
-# val proposals fill the cache beside the first 8); train MultiBox from its trunk after 16 epochs
+# pretrain a region classifier on rendered crops (tools/pretrain.py, 4 x 8 epochs; the train and
+# val proposals fill the cache beside the first 8); train MultiBox from its trunk after 24 epochs
 # (tools/train_multibox.py --pretrained, beside the last 8);
 # fine-tune the six region classifiers from it (tools/train.py --pretrained, members 0..5, each with
 # its own seed, context padding and crop jitter); export slim fp16 copies with their configs, class
@@ -36,29 +36,32 @@ split val "$VAL_IMAGES" 2
 "$PY" tools/train.py --config configs/detector.yaml --member 0 --out "$RUNS/detector" --proposals-only \
     --set "data.train=$DATA/train" --set "data.val=$DATA/val" --set data.workers=1 &
 proposals=$!
-pretrain() {  # pretrain EPOCHS: resume the pretraining and stretch it to EPOCHS (a lower cosine restart)
-    OMP_NUM_THREADS=$((${THREADS:-1} * JOBS)) "$PY" tools/pretrain.py --config configs/pretrain.yaml \
+pretrain() {  # pretrain EPOCHS [THREADS]: resume the pretraining and stretch it to EPOCHS
+    OMP_NUM_THREADS=${2:-$((${THREADS:-1} * JOBS))} "$PY" tools/pretrain.py --config configs/pretrain.yaml \
         --out "$RUNS/pretrain" --resume --set "train.epochs=$1"
 }
-# Three stages of 8 epochs: each resume re-plans the cosine over the longer run, so the rate
-# restarts at 0.01, then at 0.005 (README, "Pretraining and the recipe").
+# Four stages of 8 epochs: each resume re-plans the cosine over the longer run, so the rate
+# restarts lower each time (README, "Pretraining and the recipe").
 pretrain 8
 wait "$proposals"
 pretrain 16
+pretrain 24
 PRETRAINED="$RUNS/pretrain/pretrain.pt"
-[ -f "$RUNS/pretrain16.pt" ] || cp "$PRETRAINED" "$RUNS/pretrain16.pt"
+[ -f "$RUNS/pretrain24.pt" ] || cp "$PRETRAINED" "$RUNS/pretrain24.pt"
 
-# MultiBox from the 16-epoch trunk, side by side with the last pretraining stage.
+# MultiBox from the 24-epoch trunk (one thread), side by side with the last pretraining stage.
 mkdir -p assets/model
-("$PY" tools/train_multibox.py --config configs/multibox.yaml --train "$DATA/train" --val "$DATA/val" \
-    --out "$RUNS/multibox" --resume --pretrained "$RUNS/pretrain16.pt" && \
+(OMP_NUM_THREADS=${THREADS:-1} "$PY" tools/train_multibox.py --config configs/multibox.yaml \
+    --train "$DATA/train" --val "$DATA/val" --out "$RUNS/multibox" --resume \
+    --pretrained "$RUNS/pretrain24.pt" && \
  "$PY" tools/export_multibox.py "$RUNS/multibox/checkpoint.pt" assets/model/multibox.pt) &
 multibox=$!
-pretrain 24
+pretrain 32 "${THREADS:-1}"
 wait "$multibox"
 
 overrides=(--set "data.train=$DATA/train" --set "data.val=$DATA/val"
-           --set "data.multibox_weights=assets/model/multibox.pt" --pretrained "$PRETRAINED")
+           --set "data.multibox_weights=assets/model/multibox.pt" --set train.bbox_regression=true
+           --pretrained "$PRETRAINED")
 for extra in ${SETS:-}; do overrides+=(--set "$extra"); done
 member() {  # member I: train (or resume) member I and export it
     "$PY" tools/train.py --config configs/detector.yaml --member "$1" --out "$RUNS/detector" \
