@@ -7,9 +7,10 @@
 # pretrain a region classifier on rendered crops (tools/pretrain.py, 4 x 8 epochs; the train and
 # val proposals fill the cache beside the first 8); train MultiBox from its trunk after 24 epochs
 # (tools/train_multibox.py --pretrained, beside the last 8);
-# fine-tune the six region classifiers from it (tools/train.py --pretrained, members 0..5, each with
-# its own seed, context padding and crop jitter); export slim fp16 copies with their configs, class
-# names and the commit they were trained from to assets/model/.
+# fine-tune the six region classifiers from its 32-epoch checkpoint (tools/train.py --pretrained,
+# members 0..5, each with its own seed, context padding and crop jitter, box regressors fitted);
+# export slim fp16 copies with their configs, class names and the commit they were trained from
+# to assets/model/.
 # Environment: PY (python), DATA (split folder root), RUNS (training outputs),
 # TRAIN_IMAGES / VAL_IMAGES (split sizes), JOBS (members trained side by side, default 2: one per
 # core here), THREADS (torch threads per job), SETS (extra --set overrides for every member, e.g.
