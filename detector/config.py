@@ -45,11 +45,13 @@ class SamplerConfig:
     flip: bool = True  # horizontal flips, probability 0.5 per image
     jitter: float = 0.0  # crop jitter (see detector.warp.jitter_boxes); members vary it
     max_proposals: int = 0  # use the top N cached proposals per image (0 = all)
+    hard_fraction: float = 0.0  # share of the background slots drawn from mined hard negatives
+    # (data.hard_negatives; detector.hard_negatives), where a minibatch's images have any
 
     def __post_init__(self):
         check_ranges(self, batch_size=AT_LEAST_ONE, fg_fraction=FRACTION, fg_iou=IOU, bg_iou_hi=FRACTION,
                      bg_iou_lo=FRACTION, images_per_batch=AT_LEAST_ONE, jitter=Range(0, 1, hi_open=True),
-                     max_proposals=COUNT)
+                     max_proposals=COUNT, hard_fraction=FRACTION)
         if self.bg_iou_lo > self.bg_iou_hi:
             raise ConfigError(f"bg_iou_lo: {self.bg_iou_lo} is out of range (0 <= value <= bg_iou_hi "
                               f"{self.bg_iou_hi})")

@@ -10,7 +10,9 @@ best-overlapping GT box:
 
 A minibatch of 128 regions takes 32 foreground windows (uniformly over the foreground windows
 of its images; fewer if there are fewer) and fills the rest with background windows, from a
-group of ``images_per_batch`` consecutive images of the epoch's shuffled order. The seed fixes
+group of ``images_per_batch`` consecutive images of the epoch's shuffled order. With mined hard
+negatives (:mod:`detector.hard_negatives`) and ``hard_fraction`` > 0, that share of the
+background slots is drawn from the images' hard windows that are background (if they have any). The seed fixes
 that order, so ensemble members with different seeds see the images in different orders.
 Boxes are xyxy float32 in image pixels.
 """
@@ -31,11 +33,13 @@ from detector.config import SamplerConfig
 
 @dataclass
 class LabelledWindows:
-    """All candidate windows of one image: ``boxes [N, 4]``, ``labels [N]`` (-1/0/k+1), ``ious [N]``."""
+    """All candidate windows of one image: ``boxes [N, 4]``, ``labels [N]`` (-1/0/k+1), ``ious [N]``,
+    ``hard [N]`` (True for mined hard negatives)."""
 
     boxes: Tensor
     labels: Tensor
     ious: Tensor
+    hard: Tensor
 
 
 @dataclass
@@ -48,17 +52,22 @@ class ImageSample:
     labels: Tensor  # [n] int64, 0 = background
 
 
-def label_windows(proposals: np.ndarray, ann: ImageAnnotations, cfg: SamplerConfig) -> LabelledWindows:
-    """Label the GT boxes plus ``proposals`` (``[P, 4]`` xyxy) of one image (see module doc)."""
+def label_windows(proposals: np.ndarray, ann: ImageAnnotations, cfg: SamplerConfig,
+                  hard: np.ndarray | None = None) -> LabelledWindows:
+    """Label the GT boxes plus ``proposals`` (``[P, 4]`` xyxy) of one image (see module doc), and
+    the mined hard negatives ``hard`` (``[H, 4]``) after them, marked in ``hard``."""
     keep_gt = ~np.asarray(ann.iscrowd, bool)  # COCO crowd regions are neither fg nor GT
     gt = torch.as_tensor(ann.boxes[keep_gt], dtype=torch.float32).reshape(-1, 4)
     gt_labels = torch.as_tensor(ann.labels[keep_gt], dtype=torch.int64)
     props = torch.as_tensor(np.asarray(proposals, np.float32)).reshape(-1, 4)
     if cfg.max_proposals > 0:
         props = props[:cfg.max_proposals]
-    boxes = torch.cat([gt, props])
+    mined = torch.as_tensor(np.asarray(hard if hard is not None else np.zeros((0, 4)), np.float32)).reshape(-1, 4)
+    boxes = torch.cat([gt, props, mined])
+    is_hard = torch.arange(len(boxes)) >= len(gt) + len(props)
     wh = boxes[:, 2:] - boxes[:, :2]
-    boxes = boxes[(wh > 0).all(dim=1)]  # degenerate boxes have no IoU and no pixels to warp
+    valid = (wh > 0).all(dim=1)  # degenerate boxes have no IoU and no pixels to warp
+    boxes, is_hard = boxes[valid], is_hard[valid]
     if len(gt):
         ious, best = box_iou(boxes, gt).max(dim=1)
         fg_labels = gt_labels[best] + 1
@@ -69,7 +78,7 @@ def label_windows(proposals: np.ndarray, ann: ImageAnnotations, cfg: SamplerConf
     labels[(ious >= cfg.bg_iou_lo) & (ious < cfg.bg_iou_hi)] = 0
     fg = ious >= cfg.fg_iou
     labels[fg] = fg_labels[fg]
-    return LabelledWindows(boxes, labels, ious)
+    return LabelledWindows(boxes, labels, ious, is_hard)
 
 
 def _choose(n_pool: int, n: int, gen: torch.Generator, replace: bool) -> Tensor:
@@ -88,13 +97,15 @@ class RegionSampler:
         proposals: ``image_id -> [P, 4]`` xyxy proposals (e.g. the proposal cache's boxes).
         cfg: batch size, fg fraction, IoU thresholds, images per batch, flips.
         seed: fixes the image order, the windows drawn and the flips.
+        hard: ``file_name -> [H, 4]`` mined hard negatives (:func:`detector.hard_negatives.load_negatives`).
     """
 
     def __init__(self, dataset: DetectionDataset, proposals: dict[int, np.ndarray],
-                 cfg: SamplerConfig, seed: int = 0) -> None:
+                 cfg: SamplerConfig, seed: int = 0, hard: dict[str, np.ndarray] | None = None) -> None:
         self.dataset, self.cfg, self.seed = dataset, cfg, seed
         empty = np.zeros((0, 4), np.float32)
-        self.windows = [label_windows(proposals.get(ann.image_id, empty), ann, cfg)
+        hard = hard or {}
+        self.windows = [label_windows(proposals.get(ann.image_id, empty), ann, cfg, hard.get(ann.file_name))
                         for ann in dataset.images]
 
     def __len__(self) -> int:
@@ -120,11 +131,16 @@ class RegionSampler:
         owner = torch.repeat_interleave(torch.arange(len(indices)), torch.tensor(sizes))
         window = torch.cat([torch.arange(n) for n in sizes])
         labels = torch.cat([self.windows[i].labels for i in indices])
+        hard = torch.cat([self.windows[i].hard for i in indices])
         fg = torch.nonzero(labels > 0).flatten()
         bg = torch.nonzero(labels == 0).flatten()
         fg = fg[_choose(len(fg), int(round(cfg.batch_size * cfg.fg_fraction)), gen, replace=False)]
-        bg = bg[_choose(len(bg), cfg.batch_size - len(fg), gen, replace=True)]
-        chosen = torch.cat([fg, bg])
+        n_bg = cfg.batch_size - len(fg)
+        hard_bg = torch.nonzero((labels == 0) & hard).flatten()
+        n_hard = int(round(n_bg * cfg.hard_fraction)) if len(hard_bg) else 0
+        hard_bg = hard_bg[_choose(len(hard_bg), n_hard, gen, replace=True)]
+        bg = bg[_choose(len(bg), n_bg - len(hard_bg), gen, replace=True)]
+        chosen = torch.cat([fg, hard_bg, bg])
         flips = (torch.rand(len(indices), generator=gen) < 0.5) & cfg.flip
         out = []
         for j, i in enumerate(indices):

@@ -2,7 +2,7 @@
 
     python tools/train.py --config configs/detector.yaml --member I [--out runs/detector]
         [--resume] [--device cpu|cuda] [--set train.epochs=3] [--export assets/model/member_I.pt]
-        [--pretrained googlenet.pth] [--proposals-only]
+        [--pretrained googlenet.pth] [--proposals-only] [--mine WEIGHTS]
 
 A split folder holds annotations.json (COCO) and images/ (tools/make_synthetic.py writes them).
 Member I differs from the others as GLN's six did (detector.config.member_variant): seed
@@ -12,7 +12,12 @@ OUT/member_I.pt after every epoch (atomically), OUT/member_I.yaml (effective con
 OUT/member_I_history.json (loss, val loss, val mAP per epoch). --resume continues from
 OUT/member_I.pt (same config required). --export FILE also writes a slim copy (no optimizer
 state, fp16 weights) for assets/model/. --proposals-only fills the proposal cache and stops (so that
-members started side by side do not compute the same proposals twice).
+members started side by side do not compute the same proposals twice). --mine WEIGHTS scores the
+training split's background windows with a trained member (or a folder's ensemble), writes the
+highest-scoring ones (mining.min_score, mining.per_image) to OUT/hard_negatives.npz and stops;
+training with ``--set data.hard_negatives=OUT/hard_negatives.npz --set sampler.hard_fraction=F``
+then draws F of every minibatch's background from them (R-CNN's hard-negative mining,
+detector.hard_negatives).
 
 Under ``torchrun --nproc_per_node N tools/train.py ...`` (same arguments) one member trains with
 DistributedDataParallel: each rank warps its block of every minibatch's regions, BatchNorm is
@@ -43,6 +48,7 @@ from core.cli import run
 from core.config import (COUNT, add_config_args, check_ranges, config_to_dict, load_config,
                          save_config)
 from core.distributed import World, gather, shard, trainer_world
+from core.errors import InputError
 from core.formats.coco import read_split
 from core.io import write_json
 from detector.bbox_regression import train_box_regressor
@@ -50,6 +56,8 @@ from detector.checkpoint import save_checkpoint
 from detector.classifier import RegionClassifier
 from detector.config import (BBoxRegressionConfig, ClassifierConfig, DetectorConfig, SamplerConfig,
                              TrainConfig, member_variant)
+from detector.hard_negatives import MiningConfig, load_negatives, mine, save_negatives
+from detector.pipeline import load_members
 from detector.pretrain import load_pretrained, read_pretrained
 from detector.sampler import RegionSampler
 from detector.train import ImageStore, TrainState, fit, make_optimizer, make_validation, resume
@@ -69,6 +77,7 @@ class DataConfig:
     cache_dir: str = "cache/proposals"  # proposal cache, keyed by image content and parameters
     workers: int = 2  # processes computing proposals
     max_images: int = 0  # use only the first N training images (0 = all)
+    hard_negatives: str = ""  # mined hard negatives (--mine) for sampler.hard_fraction ("" = none)
 
     def __post_init__(self):
         check_ranges(self, proposal_method=METHODS, workers=COUNT, max_images=COUNT)
@@ -82,6 +91,7 @@ class Schema:
     sampler: SamplerConfig = SamplerConfig()
     train: TrainConfig = TrainConfig()
     bbox_regression: BBoxRegressionConfig = BBoxRegressionConfig()
+    mining: MiningConfig = MiningConfig()  # --mine
     detector: DetectorConfig = DetectorConfig()  # for the per-epoch val mAP
 
 
@@ -94,6 +104,9 @@ def parse_args(argv):
     p.add_argument("--export", help="also write a slim fp16 checkpoint here when done")
     p.add_argument("--proposals-only", action="store_true",
                    help="only compute the splits' proposals into the cache (data.workers processes), then stop")
+    p.add_argument("--mine", metavar="WEIGHTS",
+                   help="mine the training split's hard negatives with these member weights (a file or a folder) "
+                        "into OUT/hard_negatives.npz, then stop")
     p.add_argument("--pretrained", metavar="PATH",
                    help="start from a tools/pretrain.py checkpoint, or from torchvision's GoogLeNet ImageNet "
                         "state dict (needs classifier.width=1.0)")
@@ -130,6 +143,27 @@ def pretrained_config(cfg: Schema, blob: dict | None) -> Schema:
     return dataclasses.replace(cfg, classifier=classifier)
 
 
+def mine_negatives(weights: str, train_set, cfg: Schema, out: str, device="cpu") -> str:
+    """Mine ``train_set``'s hard negatives with ``weights`` into ``out``/hard_negatives.npz."""
+    members = load_members(weights, device)
+    boxes = {k: p.boxes for k, p in split_proposals(train_set, cfg).items()}
+    mined = mine(train_set, boxes, ImageStore(train_set, cache=False).get, members, cfg.sampler, cfg.mining)
+    path = os.path.join(out, "hard_negatives.npz")
+    save_negatives(path, mined)
+    count = sum(len(b) for b, _ in mined.values())
+    log.info("%s: %d hard negatives in %d of %d images", path, count,
+             sum(len(b) > 0 for b, _ in mined.values()), len(mined))
+    return path
+
+
+def hard_negatives(cfg: Schema) -> dict | None:
+    """The mined windows ``data.hard_negatives`` names (None if none); sampler.hard_fraction needs them."""
+    if cfg.sampler.hard_fraction > 0 and not cfg.data.hard_negatives:
+        raise InputError(f"sampler.hard_fraction: {cfg.sampler.hard_fraction} needs data.hard_negatives "
+                         "(a file tools/train.py --mine writes)")
+    return load_negatives(cfg.data.hard_negatives) if cfg.data.hard_negatives else None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     world, args.device = trainer_world(args.device)
@@ -144,6 +178,12 @@ def main(argv=None) -> int:
         for dataset in [d for d in (train_set, val_set) if d is not None]:
             split_proposals(dataset, cfg, world)
         return 0
+    if args.mine:
+        if world.size > 1:
+            raise InputError("--mine runs in one process, not under torchrun")
+        mine_negatives(args.mine, train_set, cfg, args.out, args.device)
+        return 0
+    hard = hard_negatives(cfg)
     model = RegionClassifier(train_set.classes, cfg.classifier)
     if blob is not None:
         log.info("%s: starting from its %s", args.pretrained, load_pretrained(model.net, blob, args.pretrained,
@@ -158,7 +198,7 @@ def main(argv=None) -> int:
         state = resume(stem + ".pt", model, optimizer, config_to_dict(cfg))
     save_config(cfg, stem + ".yaml")
     boxes = {k: p.boxes for k, p in split_proposals(train_set, cfg, world).items()}
-    sampler = RegionSampler(train_set, boxes, cfg.sampler, seed=cfg.train.seed)
+    sampler = RegionSampler(train_set, boxes, cfg.sampler, seed=cfg.train.seed, hard=hard)
     val = make_validation(val_set, split_proposals(val_set, cfg, world), cfg.sampler, cfg.train) if val_set else None
 
     def save(s: TrainState, regressor=None) -> None:
