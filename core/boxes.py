@@ -12,7 +12,7 @@ Other formats are converted only at the edges, with the named functions below:
 * OpenCV rects ``(x, y, w, h)`` in integer pixels.
 
 In both inclusive conventions the devkit's width ``xmax - xmin + 1`` equals our ``x2 - x1``.
-Shapes: ``[N, 4]`` tensors or arrays. IoU, NMS and clipping come from ``torchvision.ops``.
+Shapes: ``[N, 4]`` tensors or arrays. IoU and clipping come from ``core.box_ops`` (torchvision's, without its import).
 """
 from __future__ import annotations
 
@@ -23,16 +23,16 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-# torch and torchvision load lazily: the format readers and the evaluator import this module, and
-# importing torch costs seconds per process (a third of the evaluator's time on ILSVRC val).
-_TORCHVISION_OPS = ("box_iou", "clip_boxes_to_image")
+# torch loads lazily: the format readers and the evaluator import this module, and importing
+# torch costs seconds per process (a third of the evaluator's time on ILSVRC val).
+_TORCH_OPS = ("box_iou", "clip_boxes_to_image")
 
 
 def __getattr__(name: str):
-    """``box_iou`` and ``clip_boxes_to_image`` are torchvision's, imported on first use."""
-    if name in _TORCHVISION_OPS:
-        import torchvision.ops
-        return getattr(torchvision.ops, name)
+    """``box_iou`` and ``clip_boxes_to_image`` (core.box_ops: torchvision's), imported on first use."""
+    if name in _TORCH_OPS:
+        from core import box_ops
+        return getattr(box_ops, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [

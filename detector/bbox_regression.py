@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torchvision.ops import box_iou
+from core.box_ops import box_iou
 from tqdm import tqdm
 
 from core.box_coder import BoxCoder

@@ -24,7 +24,7 @@ from typing import ContextManager
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.ops import clip_boxes_to_image
+from core.box_ops import clip_boxes_to_image
 
 from core.errors import InputError
 from core.structures import Detections

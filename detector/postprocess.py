@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
+from core.box_ops import batched_nms, clip_boxes_to_image, remove_small_boxes
 
 from core.structures import Detections
 

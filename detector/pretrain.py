@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.ops import box_iou
+from core.box_ops import box_iou
 
 from bench.synthetic import CLASSES, SyntheticConfig, SyntheticImage, image_rng, render_image
 from core.boxes import flip_boxes

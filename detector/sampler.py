@@ -24,7 +24,7 @@ from typing import Iterator
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.ops import box_iou
+from core.box_ops import box_iou
 
 from core.boxes import flip_boxes
 from core.structures import DetectionDataset, ImageAnnotations

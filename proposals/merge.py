@@ -64,7 +64,7 @@ def dedupe(boxes: np.ndarray, iou: float) -> np.ndarray:
         _, first = np.unique(boxes, axis=0, return_index=True)
         return np.sort(first)
     import torch  # only the IoU mode needs torch; keeps selective-search-only workers light
-    from torchvision.ops import nms
+    from core.box_ops import nms
 
     # Greedy suppression in rank order is NMS with scores that fall with rank; nms drops IoU > t,
     # so nudge the threshold down to drop IoU >= t as documented.

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import box_iou, nms, roi_align
+from core.box_ops import box_iou, nms, roi_align
 
 from core import checkpoint as common
 from core.box_coder import BoxCoder

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import box_iou
+from core.box_ops import box_iou
 from tqdm import tqdm
 
 from core.config import AT_LEAST_ONE, COUNT, POSITIVE, check_ranges

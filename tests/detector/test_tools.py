@@ -184,3 +184,17 @@ def test_train_tool_starts_from_a_pretraining_checkpoint(kit, tmp_path, monkeypa
                       "--pretrained", str(tmp_path / "pre" / "pretrain.pt"), "--export", str(tmp_path / "slim.pt")]) == 0
     pre = read_checkpoint(tmp_path / "pre" / "pretrain.pt")["model"]["net.conv1.conv.weight"].float()
     assert torch.allclose(read_checkpoint(tmp_path / "slim.pt")["model"]["net.conv1.conv.weight"].float(), pre, atol=1e-3)
+
+
+def test_detection_never_imports_torchvision(tiny_model, easy_split):
+    """Its import costs start-up time (core.box_ops): tools/detect.py on an image, in a fresh process."""
+    image = Path(easy_split.image_root) / easy_split.images[0].file_name
+    code = ("import runpy, sys; sys.path.insert(0, 'tools'); "
+            f"sys.argv = ['detect.py', {str(image)!r}, '--weights', {str(tiny_model[2] / 'member_0.pt')!r}, "
+            "'--proposals', 'ss', '--prefetch', '0']\n"
+            "try:\n    runpy.run_path('tools/detect.py', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print(sorted(m for m in sys.modules if m.startswith('torchvision') or m == 'torch._dynamo'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
