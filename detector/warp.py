@@ -97,7 +97,8 @@ def warp_regions(image: Tensor, boxes: Tensor, size: int, padding: int = 16, jit
         generator: random source for the jitter.
 
     Returns:
-        ``[R, 3, S, S]`` float32 crops; 0 where the region leaves the image. Memory is
+        ``[R, 3, S, S]`` float32 crops in channels-last layout (NHWC in memory, the members'
+        layout); 0 where the region leaves the image. Memory is
         ``R·3·S²·4`` bytes: callers with thousands of regions at large S warp them in chunks.
     """
     if image.dim() != 3:
@@ -106,9 +107,11 @@ def warp_regions(image: Tensor, boxes: Tensor, size: int, padding: int = 16, jit
     boxes = dilate_boxes(jitter_boxes(boxes, jitter, generator), size, padding)
     if len(boxes) == 0:
         return image.new_zeros((0, image.shape[0], size, size), dtype=torch.float32)
-    return F.grid_sample(image[None].to(torch.float32), sample_grid(boxes, size, image.shape[1:]),
-                         mode="bilinear", padding_mode="zeros", align_corners=False
-                         ).reshape(image.shape[0], len(boxes), size, size).transpose(0, 1)
+    crops = F.grid_sample(image[None].to(torch.float32), sample_grid(boxes, size, image.shape[1:]),
+                          mode="bilinear", padding_mode="zeros", align_corners=False
+                          ).reshape(image.shape[0], len(boxes), size, size).transpose(0, 1)
+    # once here, not once per member: the members that share these crops run channels-last
+    return crops.contiguous(memory_format=torch.channels_last)
 
 
 def sample_grid(boxes: Tensor, size: int, image_size) -> Tensor:

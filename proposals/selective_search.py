@@ -51,7 +51,6 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 from core.config import AT_LEAST_ONE, COUNT, ConfigError, check_ranges
 from proposals.base import SOURCE_SS, Proposals
@@ -211,6 +210,8 @@ def fh_labels(image: np.ndarray, k: int, min_size: int, sigma: float) -> np.ndar
 
 def region_boxes(labels: np.ndarray, n: int) -> np.ndarray:
     """Tight xyxy box of every label ``0..n-1``, ``[n, 4]`` float64."""
+    from scipy import ndimage  # late: a third of a second at start-up for a process that only configures ss
+
     slices = ndimage.find_objects(labels + 1, max_label=n)
     return np.array([(s[1].start, s[0].start, s[1].stop, s[0].stop) for s in slices], np.float64)
 
