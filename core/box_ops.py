@@ -6,7 +6,9 @@ about 1.5 s of every tool's start-up on this project's 2-core machine, a tenth o
 (``torch.ops.torchvision.*``, the same ones ``torchvision.ops`` calls) after loading only its
 extension library, and the elementwise ones are written here with torchvision's formulas: the
 results equal torchvision's bit for bit (tests hold them to it). If the library cannot be found
-on its own (another torchvision layout), ``torchvision.ops`` is imported to register it.
+on its own (another torchvision layout), ``torchvision.ops`` is imported to register it. The
+kernels run in float32 (or float64): other dtypes are computed in float32, as torchvision's autocast
+registration does, and ``roi_align`` returns the features' dtype.
 """
 from __future__ import annotations
 
@@ -42,7 +44,10 @@ def load_kernels() -> None:
         for name in _EXTENSIONS:
             for suffix in importlib.machinery.EXTENSION_SUFFIXES:
                 for path in glob.glob(os.path.join(folder, name + suffix)):
-                    torch.ops.load_library(path)
+                    try:
+                        torch.ops.load_library(path)
+                    except OSError:  # built for another torch: let torchvision's own loader say so
+                        continue
                     if _has_kernels():
                         _loaded = True
                         return
@@ -50,8 +55,20 @@ def load_kernels() -> None:
     _loaded = True
 
 
+def _upcast(t: Tensor) -> Tensor:
+    """Widen before products, as torchvision does: float16 → float32, small ints → int32."""
+    if t.is_floating_point():
+        return t if t.dtype in (torch.float32, torch.float64) else t.float()
+    return t if t.dtype in (torch.int32, torch.int64) else t.int()
+
+
+def _kernel_dtype(t: Tensor) -> Tensor:
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
 def box_area(boxes: Tensor) -> Tensor:
     """``[N, 4]`` xyxy → ``[N]`` areas."""
+    boxes = _upcast(boxes)
     return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 
@@ -59,7 +76,7 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """``[N, 4]`` and ``[M, 4]`` xyxy → ``[N, M]`` IoU (torchvision.ops.box_iou)."""
     lt = torch.max(boxes1[..., None, :2], boxes2[..., None, :, :2])
     rb = torch.min(boxes1[..., None, 2:], boxes2[..., None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
+    wh = _upcast(rb - lt).clamp(min=0)
     inter = wh[..., 0] * wh[..., 1]
     union = box_area(boxes1)[..., None] + box_area(boxes2)[..., None, :] - inter
     return inter / union
@@ -82,7 +99,7 @@ def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Indices kept by greedy NMS (IoU > ``iou_threshold`` suppresses), by decreasing score."""
     load_kernels()
-    return torch.ops.torchvision.nms(boxes, scores, iou_threshold)
+    return torch.ops.torchvision.nms(_kernel_dtype(boxes), _kernel_dtype(scores), iou_threshold)
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
@@ -102,16 +119,20 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     return nms(boxes + offsets[:, None], scores, iou_threshold)
 
 
-def roi_align(features: Tensor, boxes: list[Tensor], output_size: int | tuple[int, int],
+def roi_align(features: Tensor, boxes: list[Tensor] | Tensor, output_size: int | tuple[int, int],
               spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
-    """RoIAlign of ``boxes`` (one ``[R_i, 4]`` xyxy tensor per image of ``features [B, C, H, W]``)
-    → ``[sum R_i, C, h, w]`` (torchvision.ops.roi_align)."""
+    """RoIAlign of ``boxes`` (one ``[R_i, 4]`` xyxy tensor per image of ``features [B, C, H, W]``,
+    or ``[K, 5]`` rows of image index and box) → ``[K, C, h, w]`` (torchvision.ops.roi_align)."""
     if torch.is_grad_enabled() and features.requires_grad:
         # the kernel's backward is registered by the torchvision package's Python (training only)
         from torchvision.ops import roi_align as with_backward
         return with_backward(features, boxes, output_size, spatial_scale, sampling_ratio, aligned)
     load_kernels()
     h, w = (output_size, output_size) if isinstance(output_size, int) else output_size
-    index = torch.cat([torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)])
-    rois = torch.cat([index, torch.cat(boxes)], dim=1)
-    return torch.ops.torchvision.roi_align(features, rois, spatial_scale, h, w, sampling_ratio, aligned)
+    rois = boxes
+    if not isinstance(boxes, Tensor):
+        index = torch.cat([torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)])
+        rois = torch.cat([index, torch.cat(boxes)], dim=1)
+    out = torch.ops.torchvision.roi_align(_kernel_dtype(features), _kernel_dtype(rois), spatial_scale, h, w,
+                                          sampling_ratio, aligned)
+    return out.to(features.dtype)

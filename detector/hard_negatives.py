@@ -96,12 +96,18 @@ def load_negatives(path) -> dict[str, np.ndarray]:
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such hard-negatives file")
     try:
-        with np.load(path, allow_pickle=False) as blob:
+        blob = np.load(path, allow_pickle=False)
+        if not isinstance(blob, np.lib.npyio.NpzFile):
+            raise ValueError("one array, not an .npz archive")
+        with blob:
             names, counts, boxes = blob["names"], blob["counts"], blob["boxes"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
         raise InputError(f"{path}: not a hard-negatives file ({err})") from None
-    if (counts.ndim != 1 or len(counts) != len(names) or (counts < 0).any() or boxes.ndim != 2
-            or boxes.shape[1] != 4 or int(counts.sum()) != len(boxes)):
+    if (names.ndim != 1 or counts.ndim != 1 or not np.issubdtype(counts.dtype, np.integer)
+            or len(counts) != len(names) or (counts < 0).any() or not np.issubdtype(boxes.dtype, np.number)
+            or boxes.ndim != 2 or boxes.shape[1] != 4 or int(counts.sum()) != len(boxes)):
         raise InputError(f"{path}: its names, counts and boxes do not fit together")
+    if len(set(names.tolist())) != len(names):
+        raise InputError(f"{path}: an image is listed twice")
     ends = np.cumsum(counts)
     return {str(n): boxes[e - c:e].astype(np.float32) for n, c, e in zip(names, counts, ends)}

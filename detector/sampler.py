@@ -78,6 +78,7 @@ def label_windows(proposals: np.ndarray, ann: ImageAnnotations, cfg: SamplerConf
     labels[(ious >= cfg.bg_iou_lo) & (ious < cfg.bg_iou_hi)] = 0
     fg = ious >= cfg.fg_iou
     labels[fg] = fg_labels[fg]
+    labels[is_hard & (labels != 0)] = -1  # a mined window serves only as a hard negative
     return LabelledWindows(boxes, labels, ious, is_hard)
 
 
@@ -133,7 +134,9 @@ class RegionSampler:
         labels = torch.cat([self.windows[i].labels for i in indices])
         hard = torch.cat([self.windows[i].hard for i in indices])
         fg = torch.nonzero(labels > 0).flatten()
-        bg = torch.nonzero(labels == 0).flatten()
+        # the mined windows stay out of the ordinary pool: at hard_fraction 0 the draws are the
+        # sampler's without them, and at F their share of the background is F, not more
+        bg = torch.nonzero((labels == 0) & ~hard).flatten()
         fg = fg[_choose(len(fg), int(round(cfg.batch_size * cfg.fg_fraction)), gen, replace=False)]
         n_bg = cfg.batch_size - len(fg)
         hard_bg = torch.nonzero((labels == 0) & hard).flatten()

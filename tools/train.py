@@ -128,6 +128,11 @@ def split_proposals(dataset, cfg: Schema, world: World = World()) -> dict:
     return dataset_proposals(dataset, factory, cfg.data.cache_dir, key, cfg.data.workers)
 
 
+def split_boxes(dataset, cfg: Schema, world: World = World()) -> dict:
+    """``image_id -> [P, 4]`` boxes of :func:`split_proposals`."""
+    return {k: p.boxes for k, p in split_proposals(dataset, cfg, world).items()}
+
+
 def member_config(schema: Schema, member: int) -> Schema:
     """The schema with member ``member``'s classifier, sampler and train variants."""
     classifier, sampler, train = member_variant(member, schema.classifier, schema.sampler, schema.train)
@@ -146,7 +151,7 @@ def pretrained_config(cfg: Schema, blob: dict | None) -> Schema:
 def mine_negatives(weights: str, train_set, cfg: Schema, out: str, device="cpu") -> str:
     """Mine ``train_set``'s hard negatives with ``weights`` into ``out``/hard_negatives.npz."""
     members = load_members(weights, device)
-    boxes = {k: p.boxes for k, p in split_proposals(train_set, cfg).items()}
+    boxes = split_boxes(train_set, cfg)
     mined = mine(train_set, boxes, ImageStore(train_set, cache=False).get, members, cfg.sampler, cfg.mining)
     path = os.path.join(out, "hard_negatives.npz")
     save_negatives(path, mined)
@@ -156,12 +161,18 @@ def mine_negatives(weights: str, train_set, cfg: Schema, out: str, device="cpu")
     return path
 
 
-def hard_negatives(cfg: Schema) -> dict | None:
+def hard_negatives(cfg: Schema, train_set) -> dict | None:
     """The mined windows ``data.hard_negatives`` names (None if none); sampler.hard_fraction needs them."""
     if cfg.sampler.hard_fraction > 0 and not cfg.data.hard_negatives:
         raise InputError(f"sampler.hard_fraction: {cfg.sampler.hard_fraction} needs data.hard_negatives "
                          "(a file tools/train.py --mine writes)")
-    return load_negatives(cfg.data.hard_negatives) if cfg.data.hard_negatives else None
+    if not cfg.data.hard_negatives:
+        return None
+    mined = load_negatives(cfg.data.hard_negatives)
+    if not any(ann.file_name in mined for ann in train_set.images):
+        raise InputError(f"{cfg.data.hard_negatives}: none of its images is in {cfg.data.train} "
+                         "(mined on another split?)")
+    return mined
 
 
 def main(argv=None) -> int:
@@ -183,7 +194,7 @@ def main(argv=None) -> int:
             raise InputError("--mine runs in one process, not under torchrun")
         mine_negatives(args.mine, train_set, cfg, args.out, args.device)
         return 0
-    hard = hard_negatives(cfg)
+    hard = hard_negatives(cfg, train_set)
     model = RegionClassifier(train_set.classes, cfg.classifier)
     if blob is not None:
         log.info("%s: starting from its %s", args.pretrained, load_pretrained(model.net, blob, args.pretrained,
@@ -197,7 +208,7 @@ def main(argv=None) -> int:
     if args.resume and os.path.isfile(stem + ".pt"):
         state = resume(stem + ".pt", model, optimizer, config_to_dict(cfg))
     save_config(cfg, stem + ".yaml")
-    boxes = {k: p.boxes for k, p in split_proposals(train_set, cfg, world).items()}
+    boxes = split_boxes(train_set, cfg, world)
     sampler = RegionSampler(train_set, boxes, cfg.sampler, seed=cfg.train.seed, hard=hard)
     val = make_validation(val_set, split_proposals(val_set, cfg, world), cfg.sampler, cfg.train) if val_set else None
 

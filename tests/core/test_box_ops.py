@@ -1,9 +1,15 @@
 """core.box_ops equals torchvision.ops bit for bit (tests/detector/test_tools.py: detection never imports it)."""
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision.ops as tv
 
 from core import box_ops
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def random_boxes(n, seed, scale=100.0, ties=False):
@@ -52,3 +58,40 @@ def test_roi_align_equals_torchvision_forward_and_backward():
     box_ops.roi_align(ours, rois, **args).sum().backward()
     tv.roi_align(theirs, rois, **args).sum().backward()
     assert torch.equal(ours.grad, theirs.grad)
+
+
+def test_half_precision_and_roi_rows_as_torchvision():
+    a, _ = random_boxes(20, 4)
+    b, _ = random_boxes(10, 5)
+    assert torch.equal(box_ops.box_iou(a.half(), b.half()), tv.box_iou(a.half(), b.half()))
+    assert box_ops.box_iou(a.half(), b.half()).dtype == torch.float32
+    ints = a.to(torch.int16)
+    assert torch.equal(box_ops.box_iou(ints, ints), tv.box_iou(ints, ints))
+    fmap = torch.rand(1, 2, 8, 8)
+    rows = torch.cat([torch.zeros(4, 1), random_boxes(4, 6, scale=6.0)[0]], 1)
+    with torch.inference_mode():
+        assert torch.equal(box_ops.roi_align(fmap, rows, 2), tv.roi_align(fmap, rows, 2))
+
+
+def test_kernels_load_without_torchvision_and_give_its_results():
+    """In a fresh process box_ops loads the extension itself (here torchvision is already imported)."""
+    code = """
+import sys, torch
+from core import box_ops
+gen = torch.Generator().manual_seed(0)
+xy = torch.rand(300, 2, generator=gen) * 50
+boxes = torch.cat([xy, xy + 1 + torch.rand(300, 2, generator=gen) * 20], 1)
+scores = torch.rand(300, generator=gen)
+fmap = torch.rand(1, 3, 16, 16, generator=gen)
+with torch.inference_mode():
+    ours = (box_ops.nms(boxes, scores, 0.5), box_ops.roi_align(fmap, [boxes[:20] / 4], 2, 1.0, 2, True))
+assert 'torchvision' not in sys.modules
+import torchvision.ops as tv
+with torch.inference_mode():
+    theirs = (tv.nms(boxes, scores, 0.5), tv.roi_align(fmap, [boxes[:20] / 4], 2, 1.0, 2, True))
+assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+print('equal')
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "equal"
