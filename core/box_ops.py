@@ -21,7 +21,6 @@ import torch
 from torch import Tensor
 
 _EXTENSIONS = ("_C_stable", "_C")  # torchvision's compiled ops, newest name first
-_loaded = False
 
 
 def _has_kernels() -> bool:
@@ -34,9 +33,7 @@ def _has_kernels() -> bool:
 
 def load_kernels() -> None:
     """Register torchvision's compiled ops (nms, roi_align) once per process."""
-    global _loaded
-    if _loaded or _has_kernels():
-        _loaded = True
+    if _has_kernels():
         return
     spec = importlib.util.find_spec("torchvision")
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
@@ -49,10 +46,8 @@ def load_kernels() -> None:
                     except OSError:  # built for another torch: let torchvision's own loader say so
                         continue
                     if _has_kernels():
-                        _loaded = True
                         return
     import torchvision.ops  # noqa: F401 - registers the ops its own way
-    _loaded = True
 
 
 def _upcast(t: Tensor) -> Tensor:

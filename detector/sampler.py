@@ -12,8 +12,9 @@ A minibatch of 128 regions takes 32 foreground windows (uniformly over the foreg
 of its images; fewer if there are fewer) and fills the rest with background windows, from a
 group of ``images_per_batch`` consecutive images of the epoch's shuffled order. With mined hard
 negatives (:mod:`detector.hard_negatives`) and ``hard_fraction`` > 0, that share of the
-background slots is drawn from the images' hard windows that are background (if they have any). The seed fixes
-that order, so ensemble members with different seeds see the images in different orders.
+background slots is drawn from the images' hard windows that are background (if they have any).
+The seed fixes that order, so ensemble members with different seeds see the images in different
+orders.
 Boxes are xyxy float32 in image pixels.
 """
 from __future__ import annotations
@@ -62,7 +63,7 @@ def label_windows(proposals: np.ndarray, ann: ImageAnnotations, cfg: SamplerConf
     props = torch.as_tensor(np.asarray(proposals, np.float32)).reshape(-1, 4)
     if cfg.max_proposals > 0:
         props = props[:cfg.max_proposals]
-    mined = torch.as_tensor(np.asarray(hard if hard is not None else np.zeros((0, 4)), np.float32)).reshape(-1, 4)
+    mined = torch.as_tensor(np.asarray(np.zeros((0, 4)) if hard is None else hard, np.float32)).reshape(-1, 4)
     boxes = torch.cat([gt, props, mined])
     is_hard = torch.arange(len(boxes)) >= len(gt) + len(props)
     wh = boxes[:, 2:] - boxes[:, :2]
