@@ -171,11 +171,12 @@ def texture_bins(image: np.ndarray) -> np.ndarray:
         gx = cv2.Scharr(plane, cv2.CV_32F, 1, 0)
         gy = cv2.Scharr(plane, cv2.CV_32F, 0, 1)
         for g in (gx, gy, (gx + gy) * diag, (gx - gy) * diag):
-            for part in (np.maximum(g, 0), np.maximum(-g, 0)):
-                peak = float(part.max())
-                # Each map scaled to its own maximum, as OpenCV does, then 10 equal bins.
-                scaled = part.ravel() * np.float32(TEXTURE_BINS / peak) if peak > 0 else part.ravel()
-                out[i] = np.minimum(scaled, TEXTURE_BINS - 1)
+            g = g.ravel()
+            # The positive and the negative part, each scaled to its own maximum as OpenCV does,
+            # then 10 equal bins: clipping g x (±10 / peak) to [0, 9] bins max(±g, 0) x 10 / peak.
+            for sign, peak in ((1, float(g.max())), (-1, -float(g.min()))):
+                scale = np.float32(sign * TEXTURE_BINS / peak) if peak > 0 else np.float32(0)
+                out[i] = np.clip(g * scale, 0, TEXTURE_BINS - 1)
                 i += 1
     return out
 
@@ -209,11 +210,15 @@ def fh_labels(image: np.ndarray, k: int, min_size: int, sigma: float) -> np.ndar
 
 
 def region_boxes(labels: np.ndarray, n: int) -> np.ndarray:
-    """Tight xyxy box of every label ``0..n-1``, ``[n, 4]`` float64."""
-    from scipy import ndimage  # late: a third of a second at start-up for a process that only configures ss
-
-    slices = ndimage.find_objects(labels + 1, max_label=n)
-    return np.array([(s[1].start, s[0].start, s[1].stop, s[0].stop) for s in slices], np.float64)
+    """Tight xyxy box of every label ``0..n-1``, ``[n, 4]`` float64 (every label occurs)."""
+    h, w = labels.shape
+    # Which rows and which columns each label occurs in; its box runs from the first to the last.
+    rows, cols = np.zeros((n, h), bool), np.zeros((n, w), bool)
+    rows[labels, np.arange(h)[:, None]] = True
+    cols[labels, np.arange(w)] = True
+    y1, y2 = rows.argmax(axis=1), h - rows[:, ::-1].argmax(axis=1)
+    x1, x2 = cols.argmax(axis=1), w - cols[:, ::-1].argmax(axis=1)
+    return np.stack([x1, y1, x2, y2], axis=1).astype(np.float64)
 
 
 def adjacent_pairs(labels: np.ndarray) -> np.ndarray:
@@ -221,10 +226,10 @@ def adjacent_pairs(labels: np.ndarray) -> np.ndarray:
     n = int(labels.max()) + 1
     shifts = [(labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :]),
               (labels[:-1, :-1], labels[1:, 1:]), (labels[:-1, 1:], labels[1:, :-1])]
-    a = np.concatenate([x.ravel() for x, _ in shifts]).astype(np.int64)
-    b = np.concatenate([y.ravel() for _, y in shifts]).astype(np.int64)
-    keep = a != b
-    lo, hi = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
+    differ = [x != y for x, y in shifts]  # most neighbours share a region: keep only the rest
+    a = np.concatenate([x[d] for (x, _), d in zip(shifts, differ)]).astype(np.int64)
+    b = np.concatenate([y[d] for (_, y), d in zip(shifts, differ)]).astype(np.int64)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
     codes = np.unique(lo * n + hi)
     return np.stack([codes // n, codes % n], axis=1)
 
@@ -240,12 +245,11 @@ def histograms(labels: np.ndarray, bins: np.ndarray, n: int, per_map: int) -> np
         float32 ``[n, D * per_map]``.
     """
     d = bins.shape[0]
-    base = labels.ravel().astype(np.int64) * (d * per_map)
-    idx = np.empty(bins.shape, np.int64)
-    for m in range(d):  # one map at a time keeps the temporaries small
-        np.add(base, bins[m], out=idx[m])
-        idx[m] += m * per_map
-    hist = np.bincount(idx.ravel(), minlength=n * d * per_map).reshape(n, d * per_map).astype(np.float32)
+    base = labels.ravel().astype(np.intp) * per_map
+    hist = np.empty((d, n * per_map), np.float32)
+    for m in range(d):  # one map at a time: the counts stay in the cache (x1.6 over one bincount)
+        hist[m] = np.bincount(base + bins[m], minlength=n * per_map)
+    hist = hist.reshape(d, n, per_map).transpose(1, 0, 2).reshape(n, d * per_map)
     return hist / np.maximum(hist.sum(axis=1, keepdims=True), 1.0)
 
 
@@ -297,13 +301,15 @@ class _Grouping:
         s = np.zeros(len(a))
         if self.hist is not None:
             s += np.minimum(self.hist[a], self.hist[b]).sum(axis=1)
+        both = self.sizes[a] + self.sizes[b]
+        # No clipping to [0, 1] needed: two disjoint regions cover at most the image, and the
+        # box around both covers at least their pixels and at most the image.
         if self.use_size:
-            s += np.clip(1.0 - (self.sizes[a] + self.sizes[b]) / self.area, 0.0, 1.0)
+            s += 1.0 - both / self.area
         if self.use_fill:
             ba, bb = self.boxes[a], self.boxes[b]
             wh = np.maximum(ba[:, 2:], bb[..., 2:]) - np.minimum(ba[:, :2], bb[..., :2])
-            gap = wh[:, 0] * wh[:, 1] - self.sizes[a] - self.sizes[b]
-            s += np.clip(1.0 - gap / self.area, 0.0, 1.0)
+            s += 1.0 - (wh[:, 0] * wh[:, 1] - both) / self.area
         return s * self.weight
 
     def merge(self, i: int, j: int) -> int:

@@ -6,8 +6,8 @@ from core.boxes import box_iou, as_boxes
 from core.config import ConfigError
 from proposals.base import SOURCE_SS
 from proposals.selective_search import (
-    PRESETS, SelectiveSearch, SelectiveSearchConfig, _Grouping, Regions, adjacent_pairs, preset,
-    priorities, rank_and_filter, working_scale,
+    PRESETS, SelectiveSearch, SelectiveSearchConfig, _Grouping, Regions, adjacent_pairs, histograms, preset,
+    priorities, rank_and_filter, region_boxes, texture_bins, working_scale,
 )
 
 
@@ -154,3 +154,56 @@ def test_rank_and_filter_keeps_best_ranked_duplicate():
 
     out = rank_and_filter(boxes, prio, Fixed(), 20)
     np.testing.assert_array_equal(out, [[0, 0, 30, 30], [5, 5, 40, 40]])
+
+
+def _label_map(seed=0, shape=(37, 53), n=9):
+    """A label map whose labels 0..n-1 all occur (random blobs)."""
+    rng = np.random.default_rng(seed)
+    labels = cv2.resize(rng.integers(0, n, (5, 7)).astype(np.uint8), shape[::-1],
+                        interpolation=cv2.INTER_NEAREST).astype(np.int32)
+    _, labels = np.unique(labels, return_inverse=True)
+    return labels.reshape(shape).astype(np.int32)
+
+
+def test_region_boxes_are_the_tight_boxes():
+    labels = _label_map()
+    n = int(labels.max()) + 1
+    expect = []
+    for k in range(n):
+        ys, xs = np.nonzero(labels == k)
+        expect.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    np.testing.assert_array_equal(region_boxes(labels, n), expect)
+
+
+def test_adjacent_pairs_are_every_touching_pair_once():
+    labels = _label_map(1)
+    h, w = labels.shape
+    expect = set()
+    for y in range(h):
+        for x in range(w):
+            for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+                if 0 <= y + dy < h and 0 <= x + dx < w and labels[y, x] != labels[y + dy, x + dx]:
+                    a, b = sorted((labels[y, x], labels[y + dy, x + dx]))
+                    expect.add((a, b))
+    assert adjacent_pairs(labels).tolist() == sorted(map(list, expect))
+
+
+def test_histograms_count_each_regions_bins():
+    labels = _label_map(2)
+    n = int(labels.max()) + 1
+    bins = np.random.default_rng(3).integers(0, 4, (3, labels.size)).astype(np.uint8)
+    hist = histograms(labels, bins, n, 4)
+    for k in range(n):
+        inside = labels.ravel() == k
+        counts = np.concatenate([np.bincount(bins[m][inside], minlength=4) for m in range(3)])
+        np.testing.assert_allclose(hist[k], counts / counts.sum(), rtol=1e-6)
+
+
+def test_texture_bins_scale_each_part_to_its_maximum():
+    image = np.random.default_rng(4).integers(0, 256, (20, 30, 1), dtype=np.uint8)
+    gx = cv2.Scharr(image[:, :, 0], cv2.CV_32F, 1, 0).ravel()
+    bins = texture_bins(image)
+    for part, row in ((np.maximum(gx, 0), bins[0]), (np.maximum(-gx, 0), bins[1])):
+        expect = np.minimum(part * np.float32(10 / part.max()), 9).astype(np.uint8)
+        np.testing.assert_array_equal(row, expect)
+    assert texture_bins(np.full((5, 5, 1), 7, np.uint8)).max() == 0  # flat: every map empty
