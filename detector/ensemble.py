@@ -18,6 +18,11 @@ from torch import Tensor
 from core.errors import InputError
 from detector.classifier import RegionClassifier
 
+# Forward batches hold a multiple of this many regions (when the batch cap allows): oneDNN builds
+# and caches its convolution kernels per input shape, so batch sizes that changed with every
+# image's region count paid that build again image after image (README, Speed).
+BATCH_MULTIPLE = 16
+
 
 def average_probabilities(probs: Tensor) -> Tensor:
     """``[M, R, K+1]`` per-member probabilities → ``[R, K+1]`` their mean."""
@@ -89,16 +94,18 @@ def member_probabilities(image: np.ndarray, boxes: Tensor, members: list[RegionC
         """Warp one batch of one group's regions and classify it with each member of the group."""
         key, start = job
         pixels, on_device = prepared[key]
+        chunk = on_device[start:start + batch]
         with watch("warping"):
-            crops = members[groups[key][0]].warp(pixels, on_device[start:start + batch])
+            crops = members[groups[key][0]].warp(pixels, padded(chunk, multiple))
         out = []
         for i in groups[key]:
             with watch(f"member {first_index + i} forward"):
                 p, f = members[i].classify(crops, with_features, dtype)
-            out.append((i, p.cpu(), f.cpu() if f is not None else None))
+            out.append((i, p[:len(chunk)].cpu(), f[:len(chunk)].cpu() if f is not None else None))
         return out
 
-    batch = balanced_batch(len(boxes), batch, len(groups), streams)
+    multiple = BATCH_MULTIPLE if batch >= BATCH_MULTIPLE else 1
+    batch = balanced_batch(len(boxes), batch, len(groups), streams, multiple)
     jobs = [(key, start) for key in groups for start in range(0, len(boxes), batch)]
     probs: list[list[Tensor]] = [[] for _ in members]
     feats: list[list[Tensor]] = [[] for _ in members]
@@ -112,16 +119,26 @@ def member_probabilities(image: np.ndarray, boxes: Tensor, members: list[RegionC
          for f, m in zip(feats, members)]
 
 
-def balanced_batch(regions: int, batch: int, groups: int, streams: int) -> int:
+def balanced_batch(regions: int, batch: int, groups: int, streams: int, multiple: int = 1) -> int:
     """Regions per batch, at most ``batch``, such that the ``groups`` x batches jobs split evenly
-    over ``streams``: with 9 jobs on 2 streams one stream would idle through the last job of
-    every image. A region's outputs do not depend on its batch, so this changes no result."""
-    if streams <= 1 or regions == 0:
+    over ``streams`` (with 9 jobs on 2 streams one stream would idle through the last job of
+    every image), rounded up to a multiple of ``multiple`` within ``batch``. A region's outputs
+    do not depend on its batch, so this changes no result."""
+    if regions == 0:
         return batch
     chunks = -(-regions // batch)
-    while (groups * chunks) % streams and chunks < regions:
+    while streams > 1 and (groups * chunks) % streams and chunks < regions:
         chunks += 1
-    return -(-regions // chunks)
+    size = -(-regions // chunks)
+    return max(min(-(-size // multiple) * multiple, batch // multiple * multiple), 1)
+
+
+def padded(boxes: Tensor, multiple: int) -> Tensor:
+    """``boxes`` with copies of the last row appended up to a multiple of ``multiple`` rows (the
+    last batch of an image then has a shape the earlier images have built kernels for; the
+    copies' outputs are dropped)."""
+    missing = -len(boxes) % multiple
+    return torch.cat([boxes, boxes[-1:].expand(missing, 4)]) if missing and len(boxes) else boxes
 
 
 @contextlib.contextmanager

@@ -102,9 +102,13 @@ def detect_command(argv: list[str]) -> int:
     p.add_argument("--paper-sample", type=int, default=256,
                    help="regions warped and classified per image at the paper setting, times scaled (0 = all)")
     p.add_argument("--paper-images", type=int, default=2, help="images at the paper setting (0 = all)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="folder runs, each between two bare forwards; the median ratio is reported (default 3)")
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        raise InputError(f"--rounds: need at least 1, got {args.rounds}")
     paths = list_images([args.images])[:args.max_images or None]
-    opts = Options((), args.weights, args.threads, args.paper_regions, args.paper_sample)
+    opts = Options((), args.weights, args.threads, args.paper_regions, args.paper_sample, rounds=args.rounds)
     reports = run_benchmark(paths, [s for s in args.settings.split(",") if s], opts, args.paper_images,
                             printer=lambda text: print(text, flush=True))
     if args.json:

@@ -49,3 +49,35 @@ def test_forward_rate_leaves_the_member_as_it_was():
     before = member.net.conv1.conv.weight.stride()
     rate = forward_rate(member, 4, 1, torch.contiguous_format, None)
     assert rate > 0 and member.net.conv1.conv.weight.stride() == before
+
+
+def test_each_image_gets_its_yardstick_measured_beside_it(tmp_path):
+    from PIL import Image
+
+    from bench.detect_speed import time_images
+    from detector.config import DetectorConfig
+
+    paths = []
+    for i in range(2):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(np.full((40, 50, 3), 60 * i, np.uint8)).save(paths[-1])
+    boxes = np.array([[0, 0, 20, 20], [5, 5, 45, 35], [10, 0, 30, 40]], np.float32)
+
+    def proposer(pixels):
+        return Proposals(boxes, np.zeros(3, np.uint8))
+
+    member = RegionClassifier(["x"], ClassifierConfig(width=0.125, input_size=32, padding=2)).eval()
+    calls = []
+    stages, cpu, totals, counts, bare = time_images(
+        paths, proposer, [member], DetectorConfig(streams=1), bare_per_region=lambda: calls.append(1) or 0.5)
+    assert counts == [3, 3] and bare == [1.5, 1.5] and len(calls) == 2 and len(totals) == 2
+    assert stages["proposals"] > 0 and "proposals" in cpu and "member 0 forward" in stages
+
+
+def test_work_outside_the_networks_is_shared_over_the_cores():
+    from bench.detect_speed import outside_networks
+
+    out = outside_networks({"warping": 0.2, "member 0 forward": 5.0},
+                           {"selective search": 0.4, "multibox": 0.1, "warping": 9.0}, bare=1.0)
+    assert out["cpu_outside_networks_s_per_image"] == {"selective search": 0.4, "multibox": 0.1, "warping": 0.2}
+    assert abs(out["outside_share_of_bare"] - 0.7 / out["cores"]) < 1e-9

@@ -6,7 +6,7 @@ import torch
 from core.errors import InputError
 from detector.classifier import RegionClassifier
 from detector.config import ClassifierConfig
-from detector.ensemble import average_probabilities, balanced_batch, check_members, member_probabilities
+from detector.ensemble import average_probabilities, balanced_batch, check_members, member_probabilities, padded
 
 TINY = ClassifierConfig(width=0.125, input_size=32, padding=2)
 
@@ -61,9 +61,40 @@ def test_parallel_streams_give_one_streams_probabilities_exactly():
 @pytest.mark.parametrize("regions,batch,groups,streams,expect", [
     (765, 256, 3, 2, 192),   # 3 x 3 = 9 jobs -> 3 x 4 = 12, six per stream
     (512, 256, 2, 2, 256),   # already even
-    (765, 256, 3, 1, 256),   # one stream: unchanged
+    (765, 256, 3, 1, 255),   # one stream: as many batches as the cap needs, evened out
     (1, 256, 3, 2, 1),       # cannot split further
     (0, 256, 3, 2, 256),
 ])
 def test_balanced_batch_splits_jobs_evenly(regions, batch, groups, streams, expect):
     assert balanced_batch(regions, batch, groups, streams) == expect
+
+
+@pytest.mark.parametrize("regions,batch,streams,expect", [
+    (765, 256, 2, 192),      # already a multiple of 16
+    (893, 256, 2, 224),
+    (622, 256, 2, 160),      # 156 rounded up
+    (700, 100, 1, 96),       # never above the cap: 100 rounds down to 96
+    (5, 256, 2, 16),         # a small image: one batch of 16 rows
+])
+def test_balanced_batch_is_a_multiple_within_the_cap(regions, batch, streams, expect):
+    assert balanced_batch(regions, batch, 3, streams, multiple=16) == expect
+
+
+def test_padded_appends_copies_of_the_last_box_up_to_the_multiple():
+    boxes = torch.arange(20, dtype=torch.float32).reshape(5, 4)
+    out = padded(boxes, 4)
+    assert out.shape == (8, 4) and torch.equal(out[:5], boxes) and (out[5:] == boxes[-1]).all()
+    assert torch.equal(padded(boxes[:4], 4), boxes[:4])
+    assert len(padded(boxes[:0], 4)) == 0
+
+
+def test_padded_batches_give_the_unpadded_probabilities():
+    """Batches of 16 rows with a padded tail give each region what batches of any size give."""
+    torch.manual_seed(0)
+    members = [RegionClassifier(["a", "b"], TINY).eval()]
+    image = np.random.default_rng(0).integers(0, 255, (50, 60, 3), dtype=np.uint8)
+    boxes = torch.tensor([[2.0, 3.0, 40.0, 45.0], [0.0, 0.0, 60.0, 50.0], [10.0, 5.0, 30.0, 25.0]]).repeat(7, 1)
+    odd, _ = member_probabilities(image, boxes, members, batch=5, streams=1)       # 5 < 16: no padding
+    even, _ = member_probabilities(image, boxes, members, batch=16, streams=1)     # 16 + 5 padded to 16
+    assert even.shape == (1, 21, 3)
+    torch.testing.assert_close(even, odd, rtol=0, atol=1e-6)
