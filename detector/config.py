@@ -106,7 +106,9 @@ class DetectorConfig:
     nms_iou: float = 0.3  # per-class NMS (R-CNN's value in its code)
     pre_nms_per_class: int = 100  # R-CNN keeps at most 100 boxes per class before NMS
     top_k: int = 100  # detections per image
-    batch_regions: int = 256  # regions per forward pass (memory: 256 x 3 x S^2 floats)
+    # regions per forward pass at most (memory: 256 x 3 x S^2 floats); from 16 up, batches are
+    # multiples of 16 (detector.ensemble.BATCH_MULTIPLE), evened out over the image's regions
+    batch_regions: int = 256
     bbox_regression: bool = False  # apply the members' box regressors (if they have one)
     dtype: str = "float32"  # the networks' compute dtype: float32, or bfloat16 (autocast; AVX-512 BF16 CPUs, CUDA)
     cascade_top: int = 0  # cascade: member 0 scores every region, the others only its top N (0 = off)

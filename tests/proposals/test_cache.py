@@ -162,3 +162,20 @@ def test_bad_image_in_a_worker_is_the_image_error(split, tmp_path):
     factory = functools.partial(build_proposer, "ss2x", ProposalsConfig(ss2x=preset("ss2x", max_side=100)))
     with pytest.raises(ImageError, match="001.png"):
         dataset_proposals(dataset_of(split), factory, tmp_path / "c", {"m": 1}, workers=2)
+
+
+def test_computing_in_process_leaves_the_thread_counts_alone(split, tmp_path):
+    """A cold cache filled in this process must not leave the detector that runs next here on one
+    torch (or OpenCV) thread: tools/test.py --cache-dir then classified at half speed."""
+    import cv2
+    import torch
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(2)
+    cv2.setNumThreads(2)
+    try:
+        factory = functools.partial(build_proposer, "ss2x", ProposalsConfig(ss2x=preset("ss2x", max_side=100)))
+        dataset_proposals(dataset_of(split), factory, tmp_path / "d", {"m": 2}, workers=1)
+        assert (torch.get_num_threads(), cv2.getNumThreads()) == (2, 2)
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
