@@ -13,9 +13,9 @@ is what the networks alone would cost, the yardstick of the detector's own overh
 
 This machine's speed drifts by 10-20% from minute to minute, so the yardstick is also measured
 side by side with what it judges: right after each image (one image at a time), and just before
-and after each of ``--rounds`` folder runs (the median ratio is reported). The CPU seconds spent
-outside the networks (selective search, MultiBox, warps) are reported with their share of the
-cores, which is what a folder costs beyond the bare forward even when pipelined.
+and after each of ``--rounds`` folder runs (the median ratio is reported). The work outside the
+members' forwards (selective search, MultiBox, warps) is reported with its share of the cores,
+which is what a folder costs beyond the bare forward even when pipelined.
 
 Settings:
 
@@ -368,16 +368,16 @@ def run_setting(setting: str, opts: Options) -> dict:
         "bare_forward_s_per_image_by_way": bare,
         "total_over_bare_forward": float(np.mean(totals)) / fastest,
         "paired_bare_forward_s_per_image": float(np.mean(paired)),
-        "total_over_paired_bare": float(np.median(np.divide(totals, paired))),
+        "total_over_paired_bare": float(np.median([_ratio(t, b) for t, b in zip(totals, paired)])),
     }
     # Classification (warps, forwards, averaging, NMS) as wall-clock: the stages run in streams
     # side by side, so their per-stage seconds are thread-seconds and do not add up to it.
     report["classification_s_per_image"] = (report["total_s_per_image"] - report["proposals_s_per_image"]
                                             - per_image.get("image loading", 0.0))
     # the pipeline's own overhead: warps, batching, threads, NMS over the networks measured beside it
-    report["classification_over_paired_bare"] = (report["classification_s_per_image"]
-                                                 / report["paired_bare_forward_s_per_image"])
-    report.update(outside_networks(per_image, {k: v / n for k, v in cpu.items()},
+    report["classification_over_paired_bare"] = _ratio(report["classification_s_per_image"],
+                                                       report["paired_bare_forward_s_per_image"])
+    report.update(outside_classifiers(per_image, {k: v / n for k, v in cpu.items()},
                                    report["paired_bare_forward_s_per_image"]))
     if not paper and n > 1:
         report.update(folder_report(opts.paths, Detector(members, proposer, cfg), report,
@@ -385,20 +385,25 @@ def run_setting(setting: str, opts: Options) -> dict:
     return report
 
 
-def outside_networks(per_image: dict[str, float], cpu_per_image: dict[str, float], bare: float) -> dict:
-    """The work outside the networks that pipelining cannot hide, only move to another core.
+def outside_classifiers(per_image: dict[str, float], cpu_per_image: dict[str, float], bare: float) -> dict:
+    """The work outside the members' forwards that pipelining cannot hide, only move to another core.
 
-    Selective search and MultiBox (process CPU seconds, timed one image at a time) and the warps
-    (thread-seconds in the streams) take cores the networks would otherwise use; their sum over
-    the machine's cores, as a share of the bare forward, is what a folder costs beyond the bare
-    forward even with nothing else in the way (an estimate: the two are timed apart).
+    The proposals (process CPU seconds of selective search and MultiBox, timed one image at a
+    time) and the warps (thread-seconds in the streams) take cores the members would otherwise
+    use; their sum over the machine's cores (this process's CPU affinity), as a share of the
+    bare forward, is what a folder costs beyond the bare forward even with nothing else in the
+    way (an estimate: the two are timed apart).
     """
-    outside = {"selective search": cpu_per_image.get("selective search", cpu_per_image.get("proposals", 0.0)),
-               "multibox": cpu_per_image.get("multibox", 0.0),
-               "warping": per_image.get("warping", 0.0)}
+    proposals = {k: v for k, v in cpu_per_image.items() if k in ("selective search", "multibox", "proposals")}
+    outside = {**proposals, "warping": per_image.get("warping", 0.0)}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return {"cores": cores, "cpu_outside_networks_s_per_image": outside,
-            "outside_share_of_bare": sum(outside.values()) / (cores * bare)}
+    return {"cores": cores, "outside_classifiers_s_per_image": outside,
+            "outside_share_of_bare": _ratio(sum(outside.values()), cores * bare)}
+
+
+def _ratio(a: float, b: float) -> float:
+    """a / b, NaN when b is 0 (no regions in any image: there is no yardstick)."""
+    return a / b if b else float("nan")
 
 
 def folder_report(paths, detector: Detector, report: dict, bare_per_image, rounds: int) -> dict:
@@ -409,7 +414,7 @@ def folder_report(paths, detector: Detector, report: dict, bare_per_image, round
     for _ in range(rounds):
         before = bare_per_image()
         folders.append(time_folder(paths, detector, detector.cfg.proposal_method))
-        ratios.append(folders[-1] / ((before + bare_per_image()) / 2))
+        ratios.append(_ratio(folders[-1], (before + bare_per_image()) / 2))
     folder = float(np.median(folders))
     return {"folder_s_per_image": folder, "folder_rounds": folders,
             "folder_over_bare_forward": folder / report["bare_forward_s_per_image"],
@@ -455,8 +460,9 @@ def format_report(r: dict) -> str:
         lines.append(f"  folder / bare forward measured just before and after it: "
                      f"{r['folder_over_paired_bare']:.2f} (median of "
                      + ", ".join(f"{v:.2f}" for v in r["folder_over_paired_bare_rounds"]) + ")")
-    outside = r["cpu_outside_networks_s_per_image"]
-    lines.append("  CPU outside the networks: " + ", ".join(f"{k} {v:.3f}" for k, v in outside.items())
+    outside = r["outside_classifiers_s_per_image"]
+    lines.append("  work outside the members' forwards (proposals: CPU s, warping: thread-s): "
+                 + ", ".join(f"{k} {v:.3f}" for k, v in outside.items())
                  + f" s/image; shared over {r['cores']} cores, {r['outside_share_of_bare']:.2f} of the bare forward")
     return "\n".join(lines)
 

@@ -19,8 +19,8 @@ from core.errors import InputError
 from detector.classifier import RegionClassifier
 
 # Forward batches hold a multiple of this many regions (when the batch cap allows): oneDNN builds
-# and caches its convolution kernels per input shape, so batch sizes that changed with every
-# image's region count paid that build again image after image (README, Speed).
+# and caches its convolution kernels per input shape, and batch sizes that followed every image's
+# region count would ask it for new ones image after image (README, Speed, measures the gain).
 BATCH_MULTIPLE = 16
 
 
@@ -104,7 +104,7 @@ def member_probabilities(image: np.ndarray, boxes: Tensor, members: list[RegionC
             out.append((i, p[:len(chunk)].cpu(), f[:len(chunk)].cpu() if f is not None else None))
         return out
 
-    multiple = BATCH_MULTIPLE if batch >= BATCH_MULTIPLE else 1
+    multiple = batch_multiple(batch)
     batch = balanced_batch(len(boxes), batch, len(groups), streams, multiple)
     jobs = [(key, start) for key in groups for start in range(0, len(boxes), batch)]
     probs: list[list[Tensor]] = [[] for _ in members]
@@ -120,17 +120,27 @@ def member_probabilities(image: np.ndarray, boxes: Tensor, members: list[RegionC
 
 
 def balanced_batch(regions: int, batch: int, groups: int, streams: int, multiple: int = 1) -> int:
-    """Regions per batch, at most ``batch``, such that the ``groups`` x batches jobs split evenly
-    over ``streams`` (with 9 jobs on 2 streams one stream would idle through the last job of
-    every image), rounded up to a multiple of ``multiple`` within ``batch``. A region's outputs
-    do not depend on its batch, so this changes no result."""
+    """Regions per batch: at most ``batch``, a multiple of ``multiple`` (when ``batch`` allows one),
+    and, where such a size exists, one whose ``groups`` x batches jobs split evenly over
+    ``streams`` (with 9 jobs on 2 streams one stream would idle through the last job of every
+    image). Otherwise the largest size. A region's outputs do not depend on its batch, so this
+    changes no result."""
     if regions == 0:
         return batch
-    chunks = -(-regions // batch)
-    while streams > 1 and (groups * chunks) % streams and chunks < regions:
-        chunks += 1
-    size = -(-regions // chunks)
-    return max(min(-(-size // multiple) * multiple, batch // multiple * multiple), 1)
+    step = multiple if batch >= multiple else 1
+    cap = batch // step * step
+    first = None
+    for chunks in range(-(-regions // cap), regions + 1):
+        size = min(-(-(-(-regions // chunks)) // step) * step, cap)
+        if streams <= 1 or groups * -(-regions // size) % streams == 0:
+            return size
+        first = first or size
+    return first
+
+
+def batch_multiple(batch: int) -> int:
+    """The multiple the batches of a ``batch`` cap are padded to (:data:`BATCH_MULTIPLE`, or 1 below it)."""
+    return BATCH_MULTIPLE if batch >= BATCH_MULTIPLE else 1
 
 
 def padded(boxes: Tensor, multiple: int) -> Tensor:

@@ -65,17 +65,20 @@ def load_proposals(path, key: str) -> Proposals | None:
 _WORKER_PROPOSER: Proposer | None = None
 
 
-def _init_worker(factory: Callable[[], Proposer], one_thread: bool = True) -> None:
-    """Build the proposer once per process that computes proposals; a spawned worker gets one
-    thread (the cores are the workers). In the caller's own process (``one_thread=False``) the
-    thread counts stay as they are: the detector that runs next there would otherwise classify
-    on one thread, at half the speed on 2 cores."""
+def _build_proposer(factory: Callable[[], Proposer]) -> None:
+    """Build the proposer once per process that computes proposals."""
     global _WORKER_PROPOSER
-    if one_thread:
-        import cv2
-        cv2.setNumThreads(1)
     _WORKER_PROPOSER = factory()
-    if one_thread and "torch" in sys.modules:  # MultiBox proposers; importing torch just for this costs seconds
+
+
+def _init_worker(factory: Callable[[], Proposer]) -> None:
+    """A spawned worker: one thread each (the cores are the workers), then its proposer. The
+    caller's own process keeps its thread counts (:func:`_run`): the detector that runs next there
+    would otherwise classify on one thread, at half the speed on 2 cores."""
+    import cv2
+    cv2.setNumThreads(1)
+    _build_proposer(factory)
+    if "torch" in sys.modules:  # MultiBox proposers; importing torch just for this costs seconds
         sys.modules["torch"].set_num_threads(1)
 
 
@@ -97,7 +100,7 @@ def _run(todo: list[tuple[int, str, str, str]], factory, workers: int) -> dict[i
     out: dict[int, Proposals] = {}
     bar = tqdm(total=len(todo), desc="proposals", unit="img")
     if workers <= 1:
-        _init_worker(factory, one_thread=False)
+        _build_proposer(factory)
         for image_id, *task in todo:
             out[image_id] = _compute(*task)
             bar.update()

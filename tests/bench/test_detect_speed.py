@@ -74,10 +74,13 @@ def test_each_image_gets_its_yardstick_measured_beside_it(tmp_path):
     assert stages["proposals"] > 0 and "proposals" in cpu and "member 0 forward" in stages
 
 
-def test_work_outside_the_networks_is_shared_over_the_cores():
-    from bench.detect_speed import outside_networks
+def test_work_outside_the_classifiers_is_shared_over_the_cores():
+    from bench.detect_speed import outside_classifiers
 
-    out = outside_networks({"warping": 0.2, "member 0 forward": 5.0},
-                           {"selective search": 0.4, "multibox": 0.1, "warping": 9.0}, bare=1.0)
-    assert out["cpu_outside_networks_s_per_image"] == {"selective search": 0.4, "multibox": 0.1, "warping": 0.2}
+    out = outside_classifiers({"warping": 0.2, "member 0 forward": 5.0},
+                              {"selective search": 0.4, "multibox": 0.1, "warping": 9.0}, bare=1.0)
+    assert out["outside_classifiers_s_per_image"] == {"selective search": 0.4, "multibox": 0.1, "warping": 0.2}
     assert abs(out["outside_share_of_bare"] - 0.7 / out["cores"]) < 1e-9
+    alone = outside_classifiers({}, {"proposals": 0.3, "image loading": 0.1}, bare=0.0)
+    assert alone["outside_classifiers_s_per_image"] == {"proposals": 0.3, "warping": 0.0}
+    assert alone["outside_share_of_bare"] != alone["outside_share_of_bare"]  # NaN: no yardstick

@@ -74,7 +74,9 @@ def test_balanced_batch_splits_jobs_evenly(regions, batch, groups, streams, expe
     (893, 256, 2, 224),
     (622, 256, 2, 160),      # 156 rounded up
     (700, 100, 1, 96),       # never above the cap: 100 rounds down to 96
-    (5, 256, 2, 16),         # a small image: one batch of 16 rows
+    (5, 256, 2, 16),         # a small image: one batch of 16 rows (3 jobs: no even split exists)
+    (200, 100, 2, 64),       # cap 96: 3 batches of 80 would be 9 jobs, so 4 of 64
+    (129, 64, 2, 48),        # 48, 32 and 16 all give an odd job count: the largest size
 ])
 def test_balanced_batch_is_a_multiple_within_the_cap(regions, batch, streams, expect):
     assert balanced_batch(regions, batch, 3, streams, multiple=16) == expect
@@ -97,4 +99,4 @@ def test_padded_batches_give_the_unpadded_probabilities():
     odd, _ = member_probabilities(image, boxes, members, batch=5, streams=1)       # 5 < 16: no padding
     even, _ = member_probabilities(image, boxes, members, batch=16, streams=1)     # 16 + 5 padded to 16
     assert even.shape == (1, 21, 3)
-    torch.testing.assert_close(even, odd, rtol=0, atol=1e-6)
+    assert torch.equal(even, odd)
