@@ -127,20 +127,26 @@ def balanced_batch(regions: int, batch: int, groups: int, streams: int, multiple
     changes no result."""
     if regions == 0:
         return batch
-    step = multiple if batch >= multiple else 1
+    step = batch_multiple(batch, multiple)
     cap = batch // step * step
     first = None
-    for chunks in range(-(-regions // cap), regions + 1):
-        size = min(-(-(-(-regions // chunks)) // step) * step, cap)
-        if streams <= 1 or groups * -(-regions // size) % streams == 0:
+    for chunks in range(_ceil_div(regions, cap), regions + 1):
+        size = min(_ceil_div(_ceil_div(regions, chunks), step) * step, cap)
+        if streams <= 1 or groups * _ceil_div(regions, size) % streams == 0:
             return size
         first = first or size
+        if size == step:  # more chunks give this same smallest size
+            break
     return first
 
 
-def batch_multiple(batch: int) -> int:
-    """The multiple the batches of a ``batch`` cap are padded to (:data:`BATCH_MULTIPLE`, or 1 below it)."""
-    return BATCH_MULTIPLE if batch >= BATCH_MULTIPLE else 1
+def batch_multiple(batch: int, multiple: int = BATCH_MULTIPLE) -> int:
+    """The multiple the batches of a ``batch`` cap are padded to: ``multiple``, or 1 below it."""
+    return multiple if batch >= multiple else 1
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def padded(boxes: Tensor, multiple: int) -> Tensor:
